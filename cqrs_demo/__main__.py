@@ -1,0 +1,3 @@
+from cqrs_demo.runtime.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""The event contract between the write side and the read side.
+
+An event is plain, immutable, versioned data. The write side stores it in the outbox in the
+same transaction as the state change it describes; the relay publishes it unchanged; the read
+side parses it back with `Event.from_json`. Neither side imports the other's models: this
+module is all they share.
+
+Money travels as a decimal string ("120.00"), never as a binary float.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+PRODUCT_CREATED = "product.created"
+PRODUCT_UPDATED = "product.updated"
+PRODUCT_DELETED = "product.deleted"
+PRODUCT_STOCK_CHANGED = "product.stock_changed"
+ORDER_PLACED = "order.placed"
+ORDER_CANCELLED = "order.cancelled"
+
+KNOWN_TYPES = frozenset(
+    {
+        PRODUCT_CREATED,
+        PRODUCT_UPDATED,
+        PRODUCT_DELETED,
+        PRODUCT_STOCK_CHANGED,
+        ORDER_PLACED,
+        ORDER_CANCELLED,
+    }
+)
+
+
+class MalformedEvent(ValueError):
+    """A message that cannot be read as an event of this contract."""
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    type: str
+    aggregate_type: str
+    aggregate_id: int
+    aggregate_version: int
+    position: int
+    committed_at: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def routing_key(self) -> str:
+        return self.type
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, body: bytes) -> "Event":
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedEvent(f"body is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise MalformedEvent("body is not a JSON object")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Event":
+        checks = {
+            "event_id": str,
+            "type": str,
+            "aggregate_type": str,
+            "aggregate_id": int,
+            "aggregate_version": int,
+            "position": int,
+            "committed_at": str,
+            "payload": dict,
+        }
+        for name, kind in checks.items():
+            value = data.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise MalformedEvent(f"field {name!r} missing or not {kind.__name__}")
+        if data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise MalformedEvent(f"unsupported schema_version {data.get('schema_version')!r}")
+        if data["type"] not in KNOWN_TYPES:
+            raise MalformedEvent(f"unknown event type {data['type']!r}")
+        if data["aggregate_version"] < 1:
+            raise MalformedEvent("aggregate_version must be >= 1")
+        return cls(**{name: data[name] for name in checks})

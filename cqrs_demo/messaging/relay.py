@@ -1,0 +1,186 @@
+"""The outbox relay: publishes committed outbox rows to RabbitMQ, and marks them only once confirmed.
+
+Guarantees, and what each one survives:
+- A row is marked published only after the broker confirmed it (publisher confirms, persistent
+  messages, `mandatory` so an unroutable message is an error, not a silent drop). A crash between
+  the confirm and the mark republishes the row: at-least-once, and the projector drops the copy.
+- Rows are read oldest position first, and every unpublished row is read, so a row that committed
+  late (a long transaction that took an earlier position) is published late, never skipped.
+  Per-aggregate order holds because the write side records an aggregate's events under its
+  row lock, so they commit in version order.
+- One relay per namespace is active at a time: it holds a PostgreSQL advisory lock on the
+  connection it listens on. A second relay waits as a standby and takes over when the lock is
+  released, which PostgreSQL does when the active relay's connection dies.
+- Broker or database away: the relay drops its connections, backs off and starts again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+import pika
+import pika.exceptions
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from cqrs_demo.config import Settings
+from cqrs_demo.connections import amqp_connection, write_engine
+from cqrs_demo.messaging import topology
+from cqrs_demo.messaging.backoff import Backoff
+from cqrs_demo.write.outbox import event_from_row
+from cqrs_demo.write.schema import create_schema, outbox, relay_lock_key
+
+log = logging.getLogger(__name__)
+
+RECOVERABLE = (
+    pika.exceptions.AMQPError,
+    psycopg.OperationalError,
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    ConnectionError,
+    OSError,
+)
+
+
+def application_name(settings: Settings) -> str:
+    """How the relay names its PostgreSQL sessions, so that others can see which one is active."""
+    return f"cqrs-relay:{settings.namespace}"
+
+
+class NotLeader(Exception):
+    """Another relay holds this namespace's lock; this one stays a standby."""
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        batch_size: int = 500,
+        before_mark: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine or write_engine(
+            settings, connect_args={"application_name": application_name(settings)}
+        )
+        self.batch_size = batch_size
+        # A hook between "broker confirmed" and "row marked": where a crash duplicates, not loses.
+        self.before_mark = before_mark
+        self.published = 0
+        self.is_leader = False
+
+    def run(self, stop: threading.Event) -> None:
+        """Relay until `stop` is set, reconnecting with back-off after any connection failure."""
+        create_schema(self.settings, self.engine)
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                with self._leadership(stop) as conn, self._channel() as channel:
+                    backoff.reset()
+                    self._relay(conn, channel, stop)
+            except NotLeader:
+                stop.wait(self.settings.relay_poll_seconds)
+            except RECOVERABLE as exc:
+                delay = backoff.next()
+                log.warning("relay lost a connection (%s); retrying in %.1fs", exc, delay)
+                stop.wait(delay)
+            finally:
+                self.is_leader = False
+
+    def _relay(self, conn: Connection, channel, stop: threading.Event) -> None:
+        while not stop.is_set():
+            sent = self.publish_pending(conn, channel)
+            if sent < self.batch_size:
+                self._wait_for_commits(conn, stop)
+
+    def publish_pending(self, conn: Connection, channel) -> int:
+        """Publish one batch of unpublished rows, oldest first; return how many were published."""
+        rows = conn.execute(
+            sa.select(outbox)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.position)
+            .limit(self.batch_size)
+        ).all()
+        if not rows:
+            return 0
+        for row in rows:
+            self._publish(channel, row)
+        positions = [row.position for row in rows]
+        if self.before_mark:
+            self.before_mark(positions)
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.position.in_(positions))
+            .values(published_at=sa.func.clock_timestamp())
+        )
+        self.published += len(rows)
+        return len(rows)
+
+    def _publish(self, channel, row) -> None:
+        event = event_from_row(row)
+        now = datetime.now(timezone.utc)
+        channel.basic_publish(
+            exchange=self.settings.exchange,
+            routing_key=event.routing_key,
+            body=event.to_json(),
+            properties=pika.BasicProperties(
+                content_type="application/json",
+                delivery_mode=pika.DeliveryMode.Persistent,
+                message_id=event.event_id,
+                type=event.type,
+                timestamp=int(now.timestamp()),
+                headers={"position": event.position, "published_at": now.isoformat()},
+            ),
+            mandatory=True,
+        )
+
+    def _wait_for_commits(self, conn: Connection, stop: threading.Event) -> None:
+        deadline = time.monotonic() + self.settings.relay_poll_seconds
+        if not self.settings.relay_listen:
+            stop.wait(self.settings.relay_poll_seconds)
+            return
+        driver = conn.connection.driver_connection
+        while not stop.is_set() and time.monotonic() < deadline:
+            for _ in driver.notifies(timeout=0.2, stop_after=1):
+                return
+
+    @contextmanager
+    def _leadership(self, stop: threading.Event) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if not conn.scalar(sa.select(sa.func.pg_try_advisory_lock(relay_lock_key(self.settings)))):
+                raise NotLeader()
+            try:
+                if self.settings.relay_listen:
+                    conn.exec_driver_sql(f'LISTEN "{self.settings.notify_channel}"')
+                self.is_leader = True
+                log.info("relay is active for namespace %s", self.settings.namespace)
+                yield conn
+            finally:
+                # The lock is per connection; a pooled connection must not keep it.
+                if not conn.closed and not conn.invalidated:
+                    try:
+                        conn.exec_driver_sql("UNLISTEN *")
+                        conn.execute(sa.select(sa.func.pg_advisory_unlock_all()))
+                    except RECOVERABLE:
+                        conn.invalidate()
+
+    @contextmanager
+    def _channel(self):
+        connection = amqp_connection(self.settings)
+        try:
+            channel = connection.channel()
+            topology.declare_projector_queue(channel, self.settings)
+            channel.confirm_delivery()
+            yield channel
+        finally:
+            if connection.is_open:
+                try:
+                    connection.close()
+                except RECOVERABLE:
+                    pass

@@ -1,0 +1,38 @@
+"""The RabbitMQ objects of one namespace, declared the same way by every process that uses them.
+
+- `<ns>.events`: durable topic exchange; routing keys are event types (`product.created`).
+- `<ns>.projector`: durable queue bound to every event. Unlike the seed's exclusive auto-delete
+  queue, it keeps events while no projector is running.
+- `<ns>.dead-letter` / `<ns>.projector.dead`: where a message goes that the projector rejects
+  as unreadable, so it is kept for inspection and replay instead of being dropped.
+"""
+
+from __future__ import annotations
+
+from pika.adapters.blocking_connection import BlockingChannel
+
+from cqrs_demo.config import Settings
+
+
+def declare_exchange(channel: BlockingChannel, settings: Settings) -> None:
+    channel.exchange_declare(settings.exchange, exchange_type="topic", durable=True)
+
+
+def declare_projector_queue(channel: BlockingChannel, settings: Settings) -> None:
+    declare_exchange(channel, settings)
+    channel.exchange_declare(settings.dead_letter_exchange, exchange_type="fanout", durable=True)
+    channel.queue_declare(settings.dead_letter_queue, durable=True)
+    channel.queue_bind(settings.dead_letter_queue, settings.dead_letter_exchange)
+    channel.queue_declare(
+        settings.projector_queue,
+        durable=True,
+        arguments={"x-dead-letter-exchange": settings.dead_letter_exchange},
+    )
+    channel.queue_bind(settings.projector_queue, settings.exchange, routing_key="#")
+
+
+def delete_all(channel: BlockingChannel, settings: Settings) -> None:
+    for queue in (settings.projector_queue, settings.dead_letter_queue):
+        channel.queue_delete(queue)
+    for exchange in (settings.exchange, settings.dead_letter_exchange):
+        channel.exchange_delete(exchange)

@@ -1,0 +1,141 @@
+"""Turning events into read documents: products, their sales, and orders.
+
+Collections in the namespace's MongoDB database:
+- `products`: the product's fields, its current stock, price as integer cents (exact, and
+  comparable in range queries), `version`, the event's commit time and when it was projected.
+  A deleted product stays as a tombstone (`deleted: true`) so that a late copy of an older
+  event cannot bring it back.
+- `sales_by_product`: units sold and revenue per product. It follows the product's own event
+  stream (every product event advances its version), so it is exactly-once by the same rule.
+- `orders`: one document per order with its lines embedded, as the query service serves it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from cqrs_demo.messaging import events
+from cqrs_demo.messaging.events import Event, MalformedEvent
+from cqrs_demo.read.versioned import Outcome, apply_versioned
+
+PRODUCTS = "products"
+SALES = "sales_by_product"
+ORDERS = "orders"
+STATUS = "projection_status"
+
+
+def cents(amount: str) -> int:
+    return int((Decimal(amount) * 100).to_integral_exact())
+
+
+def project(db, event: Event, trace: dict[str, Any] | None = None) -> Outcome:
+    """Apply one event to the read model; see `versioned` for why this is safe to repeat."""
+    meta = _meta(event, trace or {})
+    try:
+        if event.aggregate_type == "product":
+            return _project_product(db, event, meta)
+        if event.aggregate_type == "order":
+            return _project_order(db, event, meta)
+    except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
+        raise MalformedEvent(f"payload of {event.type} does not fit the contract: {exc!r}") from None
+    raise MalformedEvent(f"unknown aggregate type {event.aggregate_type!r}")
+
+
+def _meta(event: Event, trace: dict[str, Any]) -> dict[str, Any]:
+    projected_at = datetime.now(timezone.utc)
+    committed_at = datetime.fromisoformat(event.committed_at)
+    return {
+        "position": event.position,
+        "committed_at": committed_at,
+        "projected_at": projected_at,
+        "trace": {**trace, "event_id": event.event_id, "projected_at": projected_at},
+    }
+
+
+def _product_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": payload["name"],
+        "description": payload["description"],
+        "price_cents": cents(payload["price"]),
+        "quantity": int(payload["quantity"]),
+        "sku": payload["sku"],
+        "deleted": False,
+    }
+
+
+def _project_product(db, event: Event, meta: dict[str, Any]) -> Outcome:
+    payload, version, pid = event.payload, event.aggregate_version, event.aggregate_id
+    sales_inc: dict[str, int] = {}
+    if event.type in (events.PRODUCT_CREATED, events.PRODUCT_UPDATED):
+        fields = _product_fields(payload)
+        sales_set = {"name": fields["name"], "sku": fields["sku"], "deleted": False}
+    elif event.type == events.PRODUCT_DELETED:
+        fields = {"deleted": True}
+        sales_set = {"deleted": True}
+    elif event.type == events.PRODUCT_STOCK_CHANGED:
+        fields = {"quantity": int(payload["quantity"])}
+        sales_set = {}
+        sales_inc = {
+            "units_sold": int(payload["units_sold_delta"]),
+            "revenue_cents": cents(payload["revenue_delta"]),
+        }
+    else:
+        raise MalformedEvent(f"{event.type} is not a product event")
+    if version == 1:
+        sales_inc = {"units_sold": 0, "revenue_cents": 0, **sales_inc}
+    outcomes = [
+        apply_versioned(db[PRODUCTS], pid, version, {**fields, **meta}),
+        apply_versioned(db[SALES], pid, version, {**sales_set, "position": event.position}, sales_inc),
+    ]
+    return Outcome.combine(outcomes)
+
+
+def _project_order(db, event: Event, meta: dict[str, Any]) -> Outcome:
+    payload = event.payload
+    if event.type == events.ORDER_PLACED:
+        lines = [
+            {
+                "line_no": line["line_no"],
+                "product_id": line["product_id"],
+                "sku": line["sku"],
+                "name": line["name"],
+                "quantity": int(line["quantity"]),
+                "unit_price_cents": cents(line["unit_price"]),
+                "line_total_cents": cents(line["line_total"]),
+            }
+            for line in payload["lines"]
+        ]
+        fields = {
+            "customer": payload["customer"],
+            "status": payload["status"],
+            "total_cents": cents(payload["total"]),
+            "lines": lines,
+            "placed_at": datetime.fromisoformat(payload["placed_at"]),
+        }
+    elif event.type == events.ORDER_CANCELLED:
+        fields = {"status": payload["status"], "cancelled_at": datetime.fromisoformat(payload["cancelled_at"])}
+    else:
+        raise MalformedEvent(f"{event.type} is not an order event")
+    return apply_versioned(db[ORDERS], event.aggregate_id, event.aggregate_version, {**fields, **meta})
+
+
+def record_status(db, event: Event, outcome: Outcome, lag_ms: float | None) -> None:
+    """The projector's status record: what it applied, skipped and how far behind it runs."""
+    counter = {Outcome.APPLIED: "applied", Outcome.DUPLICATE: "duplicates", Outcome.GAP: "gaps"}[outcome]
+    update: dict[str, Any] = {
+        "$inc": {counter: 1},
+        "$set": {"updated_at": datetime.now(timezone.utc)},
+    }
+    if outcome is Outcome.APPLIED:
+        update["$max"] = {"last_position": event.position}
+        if lag_ms is not None:
+            update["$set"]["last_lag_ms"] = round(lag_ms, 3)
+    db[STATUS].update_one({"_id": "projector"}, update, upsert=True)
+
+
+def ensure_indexes(db) -> None:
+    db[PRODUCTS].create_index("sku")
+    db[ORDERS].create_index("customer")
+    db[SALES].create_index("units_sold")

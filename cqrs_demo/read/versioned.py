@@ -1,0 +1,60 @@
+"""Version-checked writes: how the read model applies each event exactly once, in order.
+
+A read document carries the version of the last event applied to it. An event of version `v`
+is applied only to the document at version `v - 1` (or, for `v == 1`, only when no document
+exists), in one conditional MongoDB write. So:
+- a duplicate, or an event older than the document, matches nothing: acknowledged, no effect;
+- an event is never applied over a newer one;
+- an event that arrives before its predecessor is a gap: it is not applied, and the caller
+  retries it later instead of skipping the missing one.
+The document is its own tracking record, so there is no second write to lose in a crash, and
+two projectors racing on one document cannot both win.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    GAP = "gap"
+
+    @staticmethod
+    def combine(outcomes: list["Outcome"]) -> "Outcome":
+        """An event touching several documents: a gap anywhere wins, then any application."""
+        if Outcome.GAP in outcomes:
+            return Outcome.GAP
+        if Outcome.APPLIED in outcomes:
+            return Outcome.APPLIED
+        return Outcome.DUPLICATE
+
+
+def apply_versioned(
+    collection: Collection,
+    doc_id: Any,
+    version: int,
+    set_fields: dict[str, Any],
+    inc_fields: dict[str, Any] | None = None,
+) -> Outcome:
+    if version == 1:
+        try:
+            collection.insert_one({"_id": doc_id, **(inc_fields or {}), **set_fields, "version": 1})
+        except DuplicateKeyError:
+            return Outcome.DUPLICATE
+        return Outcome.APPLIED
+    update: dict[str, Any] = {"$set": {**set_fields, "version": version}}
+    if inc_fields:
+        update["$inc"] = inc_fields
+    result = collection.update_one({"_id": doc_id, "version": version - 1}, update)
+    if result.matched_count == 1:
+        return Outcome.APPLIED
+    current = collection.find_one({"_id": doc_id}, {"version": 1})
+    if current is not None and current["version"] >= version:
+        return Outcome.DUPLICATE
+    return Outcome.GAP

@@ -1,0 +1,140 @@
+"""`cqrs-demo`: start, stop, inspect and check a stack from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from cqrs_demo import config
+from cqrs_demo.config import ConfigError, Settings
+from cqrs_demo.runtime.serve import SERVICES
+
+
+def _table(rows: list[dict]) -> str:
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns) for row in rows]
+    return "\n".join(lines)
+
+
+def _with_recorded_mongo(settings: Settings) -> Settings:
+    """Without CQRS_MONGO_URL, use the stand-in that `up` started for this namespace."""
+    if settings.mongo_url:
+        return settings
+    from cqrs_demo.runtime.stack import Stack, StackError
+
+    try:
+        return Stack.attach(settings).settings
+    except StackError:
+        raise SystemExit(
+            "no MongoDB URL: set CQRS_MONGO_URL, or start the stack first with `cqrs-demo up --detach`"
+        ) from None
+
+
+def cmd_up(settings: Settings, args) -> int:
+    from cqrs_demo.runtime.stack import Stack
+
+    stack = Stack(settings, detach=args.detach)
+    print(f"starting the stack for namespace {settings.namespace!r} ...", flush=True)
+    stack.start(timeout=args.timeout)
+    print(_table(stack.status()), flush=True)
+    if args.detach:
+        print("running in the background; stop it with `cqrs-demo down`")
+        return 0
+    print("press Ctrl-C to stop", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            stop.wait(1)
+            dead = [name for name, service in stack.processes.items() if not service.alive()]
+            if dead:
+                print(f"stopped unexpectedly: {', '.join(dead)}; see {stack.directory}", file=sys.stderr)
+                stack.stop()
+                return 1
+    except KeyboardInterrupt:
+        pass
+    print("stopping ...", flush=True)
+    stack.stop()
+    return 0
+
+
+def cmd_down(settings: Settings, args) -> int:
+    from cqrs_demo.runtime.stack import Stack, StackError
+
+    try:
+        stack = Stack.attach(settings)
+    except StackError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    stack.stop()
+    print(f"stopped the stack for namespace {settings.namespace!r}")
+    return 0
+
+
+def cmd_status(settings: Settings, args) -> int:
+    from cqrs_demo.runtime.stack import Stack, StackError
+
+    try:
+        stack = Stack.attach(settings)
+    except StackError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    rows = stack.status()
+    print(_table(rows))
+    return 0 if all(row["healthy"] for row in rows) else 1
+
+
+def cmd_serve(settings: Settings, args) -> int:
+    from cqrs_demo.runtime.serve import serve
+
+    if args.service in ("query", "projector"):
+        settings = _with_recorded_mongo(settings)
+    serve(args.service, settings)
+    return 0
+
+
+def cmd_check(settings: Settings, args) -> int:
+    from cqrs_demo.connections import read_database, write_engine
+    from cqrs_demo.consistency import wait_until_equal
+
+    settings = _with_recorded_mongo(settings)
+    engine = write_engine(settings)
+    try:
+        result = wait_until_equal(engine, read_database(settings), args.wait)
+    finally:
+        engine.dispose()
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result["equal"] else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="cqrs-demo", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the whole stack and wait until it is healthy")
+    up.add_argument("--detach", action="store_true", help="leave it running in the background")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health")
+    up.set_defaults(run=cmd_up)
+    commands.add_parser("down", help="stop a detached stack").set_defaults(run=cmd_down)
+    commands.add_parser("status", help="what runs where, and whether it is healthy").set_defaults(run=cmd_status)
+    serve = commands.add_parser("serve", help="run one process in the foreground")
+    serve.add_argument("service", choices=SERVICES)
+    serve.set_defaults(run=cmd_serve)
+    check = commands.add_parser("check", help="compare the write model with the read model")
+    check.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the read model to catch up")
+    check.set_defaults(run=cmd_check)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = config.from_environment()
+    except ConfigError as exc:
+        print(f"cqrs-demo: {exc}", file=sys.stderr)
+        return 2
+    return args.run(settings, args)

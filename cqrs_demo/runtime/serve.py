@@ -1,0 +1,53 @@
+"""Running one process of the stack in the foreground: what `cqrs-demo serve NAME` does.
+
+The HTTP services run on waitress, a production WSGI server; the relay and the projector run
+their loops until SIGTERM or SIGINT, then finish the message or batch in hand and exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from cqrs_demo.config import Settings
+
+SERVICES = ("command", "query", "relay", "projector")
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def _handler(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    return stop
+
+
+def serve(name: str, settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    if name in ("command", "query"):
+        import waitress
+
+        if name == "command":
+            from cqrs_demo.write.app import create_app
+
+            port = settings.command_port
+        else:
+            from cqrs_demo.read.app import create_app
+
+            port = settings.query_port
+        waitress.serve(create_app(settings), host=settings.host, port=port, threads=16, ident=f"cqrs-{name}")
+    elif name == "relay":
+        from cqrs_demo.messaging.relay import OutboxRelay
+
+        OutboxRelay(settings).run(_stop_on_signals())
+    elif name == "projector":
+        from cqrs_demo.read.projector import Projector
+
+        Projector(settings).run(_stop_on_signals())
+    else:
+        raise ValueError(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")

@@ -1,0 +1,238 @@
+"""A whole stack for one namespace: the MongoDB stand-in if needed, and the four processes.
+
+`Stack.start()` returns only once every process is healthy (see `health`); `stop()` returns only
+once every process has exited. A stack started attached (the default) also dies with the
+process that started it, so a closed notebook kernel or a killed test run leaves nothing behind.
+A detached stack records itself in `<run dir>/<namespace>/state.json` for `down` and `status`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cqrs_demo.config import Settings, to_environment
+from cqrs_demo.connections import write_engine
+from cqrs_demo.runtime import backing, health
+from cqrs_demo.runtime.ports import is_free
+from cqrs_demo.runtime.serve import SERVICES
+from cqrs_demo.runtime.standin import MongoStandIn, is_running
+
+PR_SET_PDEATHSIG = 1
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:
+    # Linux asks the kernel to send SIGTERM to the child when its parent dies.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    pid: int
+    process: subprocess.Popen | None = None
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        return is_running(self.pid)
+
+    def signal(self, signum: int) -> None:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.signal(signal.SIGTERM)
+        if not self.wait(timeout):
+            self.signal(signal.SIGKILL)
+            self.wait(5)
+
+
+class Stack:
+    def __init__(self, settings: Settings, detach: bool = False) -> None:
+        self.settings = settings
+        self.detach = detach
+        self.directory = settings.stack_dir
+        self.standin: MongoStandIn | None = None
+        self.processes: dict[str, ServiceProcess] = {}
+
+    # -- starting and stopping -------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> "Stack":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for port in (self.settings.command_port, self.settings.query_port):
+            if not is_free(self.settings.host, port):
+                raise StackError(
+                    f"port {port} on {self.settings.host} is in use; stop what holds it "
+                    f"(`cqrs-demo down`?) or choose CQRS_COMMAND_PORT / CQRS_QUERY_PORT"
+                )
+        backing.ensure(self.settings)
+        if not self.settings.mongo_url:
+            self.standin = MongoStandIn(self.directory / "mongo").start(**self._popen_kwargs())
+            self.settings = self.settings.with_(mongo_url=self.standin.url)
+        try:
+            for name in SERVICES:
+                self.start_service(name)
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self._save_state()
+        return self
+
+    def start_service(self, name: str) -> ServiceProcess:
+        log = open(self.directory / f"{name}.log", "ab")
+        env = {**os.environ, **to_environment(self.settings), "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cqrs_demo", "serve", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            **self._popen_kwargs(),
+        )
+        log.close()
+        self.processes[name] = ServiceProcess(name, process.pid, process)
+        self._save_state()
+        return self.processes[name]
+
+    def stop_service(self, name: str, signum: int = signal.SIGTERM) -> None:
+        service = self.processes.get(name)
+        if service is None:
+            return
+        if signum == signal.SIGTERM:
+            service.stop()
+        else:
+            service.signal(signum)
+            service.wait(10)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.processes[name].stop()
+        if self.standin:
+            self.standin.stop()
+        elif self._state().get("standin_pid"):
+            ServiceProcess("mongo", self._state()["standin_pid"]).stop()
+        state = self.directory / "state.json"
+        if state.exists():
+            state.unlink()
+
+    def _popen_kwargs(self) -> dict:
+        if self.detach:
+            return {"start_new_session": True}
+        return {"preexec_fn": _die_with_parent}
+
+    # -- health ----------------------------------------------------------------------------
+
+    def urls(self) -> dict[str, str]:
+        host = self.settings.host
+        return {
+            "command": f"http://{host}:{self.settings.command_port}",
+            "query": f"http://{host}:{self.settings.query_port}",
+        }
+
+    def healthy(self, name: str) -> bool:
+        service = self.processes.get(name)
+        if service is None or not service.alive():
+            return False
+        if name in ("command", "query"):
+            return health.http_ok(self.urls()[name] + "/health")
+        if name == "relay":
+            engine = write_engine(self.settings)
+            try:
+                return health.active_relays(self.settings, engine) >= 1
+            finally:
+                engine.dispose()
+        return health.projector_consumers(self.settings) >= 1
+
+    def wait_healthy(self, timeout: float = 60.0, names=SERVICES) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = list(names)
+        while waiting:
+            for name in list(waiting):
+                service = self.processes[name]
+                if not service.alive():
+                    raise StackError(f"{name} exited during start-up; see {self.directory / (name + '.log')}")
+                if self.healthy(name):
+                    waiting.remove(name)
+            if waiting and time.monotonic() > deadline:
+                raise StackError(f"not healthy after {timeout:g}s: {', '.join(waiting)}")
+            if waiting:
+                time.sleep(0.1)
+
+    def status(self) -> list[dict]:
+        rows = []
+        urls = self.urls()
+        if self.settings.mongo_url:
+            rows.append({"service": "mongo", "pid": self._state().get("standin_pid"), "where": self.settings.mongo_url,
+                         "healthy": True})
+        for name in SERVICES:
+            service = self.processes.get(name)
+            where = {
+                "command": urls["command"],
+                "query": urls["query"],
+                "relay": f"{self.settings.notify_channel} -> {self.settings.exchange}",
+                "projector": f"{self.settings.projector_queue} -> {self.settings.mongo_database}",
+            }[name]
+            rows.append(
+                {"service": name, "pid": service.pid if service else None, "where": where, "healthy": self.healthy(name)}
+            )
+        return rows
+
+    # -- the state file, for detached stacks -------------------------------------------------
+
+    def _state(self) -> dict:
+        path = self.directory / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _save_state(self) -> None:
+        state = {
+            "namespace": self.settings.namespace,
+            "mongo_url": self.settings.mongo_url,
+            "standin_pid": self.standin.pid if self.standin else self._state().get("standin_pid"),
+            "command_port": self.settings.command_port,
+            "query_port": self.settings.query_port,
+            "processes": {name: service.pid for name, service in self.processes.items()},
+        }
+        (self.directory / "state.json").write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def attach(cls, settings: Settings) -> "Stack":
+        """The stack recorded for this namespace by an earlier `up --detach`."""
+        path = Path(settings.stack_dir) / "state.json"
+        if not path.exists():
+            raise StackError(f"no stack is recorded for namespace {settings.namespace!r} in {settings.run_dir}")
+        state = json.loads(path.read_text())
+        stack = cls(
+            settings.with_(
+                mongo_url=settings.mongo_url or state["mongo_url"],
+                command_port=state["command_port"],
+                query_port=state["query_port"],
+            ),
+            detach=True,
+        )
+        stack.processes = {name: ServiceProcess(name, pid) for name, pid in state["processes"].items()}
+        return stack

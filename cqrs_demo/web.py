@@ -1,0 +1,118 @@
+"""What both HTTP services share: client errors as values, JSON in and out, and health.
+
+`install` maps every `errors.ApiError`, and Flask's own HTTP errors, to the same JSON body:
+`{"error": code, "message": text, ...}`.
+Nothing a client sends can produce a 500 or a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import simplejson
+from flask import Flask, Request, jsonify, request
+from flask.json.provider import JSONProvider
+from pydantic import ValidationError
+
+from cqrs_demo.errors import (
+    ApiError,
+    MalformedJson,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class JsonProvider(JSONProvider):
+    """JSON with exact decimals both ways: fractions parse to `Decimal`, decimals print as numbers."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("use_decimal", True)
+        kwargs.setdefault("default", _default)
+        return simplejson.dumps(obj, **kwargs)
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return simplejson.loads(s, use_decimal=True, **kwargs)
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_body(req: Request | None = None) -> dict[str, Any]:
+    """The request's JSON object, or the precise client error that explains why there is none."""
+    req = req or request
+    if not req.is_json:
+        raise UnsupportedMediaType(
+            f"expected Content-Type application/json, got {req.mimetype or 'none'!r}"
+        )
+    if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
+    raw = req.get_data(cache=True)
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
+    try:
+        data = simplejson.loads(raw.decode("utf-8"), use_decimal=True)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJson(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("request body must be a JSON object", fields={"body": "must be an object"})
+    return data
+
+
+def validated(model, data: dict[str, Any]):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed.from_pydantic(exc) from None
+
+
+def install(app: Flask) -> None:
+    """Give an app the shared JSON handling, error mapping and size limit."""
+    app.json = JsonProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return jsonify(exc.body()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        if exc.code == 413:
+            message = f"request body is over {MAX_BODY_BYTES} bytes"
+        else:
+            message = exc.description or exc.name
+        response = jsonify({"error": code, "message": message})
+        response.status_code = exc.code or 500
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return jsonify({"error": "internal_error", "message": "internal server error"}), 500
+
+
+def add_health(app: Flask, service: str, settings, probe) -> None:
+    """`GET /health`: 200 when the service can reach its store, 503 with the reason when not."""
+
+    def health():
+        body = {"service": service, "namespace": settings.namespace}
+        try:
+            probe()
+        except Exception as exc:  # any failure to reach the store is "unhealthy", by design
+            return jsonify({**body, "status": "unavailable", "reason": str(exc)[:200]}), 503
+        return jsonify({**body, "status": "ok"})
+
+    app.add_url_rule("/health", "health", health)

@@ -1,0 +1,71 @@
+"""Appending events to the outbox, inside the caller's transaction.
+
+The state change and its event commit together or not at all: that is what makes the outbox
+lose nothing where the seed's "commit, then publish" lost events whenever the broker was away.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from cqrs_demo.messaging.events import Event
+from cqrs_demo.write.schema import outbox
+
+
+def append(
+    conn: Connection,
+    *,
+    notify_channel: str,
+    type: str,
+    aggregate_type: str,
+    aggregate_id: int,
+    aggregate_version: int,
+    payload: dict[str, Any],
+    received_at: datetime,
+) -> Event:
+    # clock_timestamp(), not now(): now() is the transaction's start, and this row is the
+    # last statement before COMMIT, so its clock is the closest we get to the commit time.
+    row = conn.execute(
+        outbox.insert()
+        .values(
+            event_id=str(uuid.uuid4()),
+            type=type,
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            aggregate_version=aggregate_version,
+            payload=payload,
+            received_at=received_at,
+            committed_at=sa.func.clock_timestamp(),
+        )
+        .returning(outbox.c.position, outbox.c.event_id, outbox.c.committed_at)
+    ).one()
+    # NOTIFY is delivered at COMMIT, and never if the transaction rolls back.
+    conn.execute(sa.select(sa.func.pg_notify(notify_channel, str(row.position))))
+    return Event(
+        event_id=str(row.event_id),
+        type=type,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        aggregate_version=aggregate_version,
+        position=row.position,
+        committed_at=row.committed_at.isoformat(),
+        payload=payload,
+    )
+
+
+def event_from_row(row) -> Event:
+    return Event(
+        event_id=str(row.event_id),
+        type=row.type,
+        aggregate_type=row.aggregate_type,
+        aggregate_id=row.aggregate_id,
+        aggregate_version=row.aggregate_version,
+        position=row.position,
+        committed_at=row.committed_at.isoformat(),
+        payload=row.payload,
+    )

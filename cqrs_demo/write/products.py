@@ -1,0 +1,156 @@
+"""Product commands: create, replace, patch and delete, each with its event in the outbox.
+
+Each handler runs inside a `CommandTransaction`. Updates take the product's row lock before
+recording their event, so two commands on one product commit, and number their events, one
+after the other: per-product event order is the commit order.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from cqrs_demo.errors import DuplicateSku, NotFound, PreconditionFailed
+from cqrs_demo.messaging import events
+from cqrs_demo.write.commands import ProductFields, ProductPatch
+from cqrs_demo.write.schema import products
+from cqrs_demo.write.transaction import CommandTransaction
+
+MAX_ID = 2**63 - 1
+AGGREGATE = "product"
+
+
+def as_dict(row) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "price": row.price,
+        "quantity": row.quantity,
+        "sku": row.sku,
+        "version": row.version,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+def event_payload(product: dict[str, Any]) -> dict[str, Any]:
+    """The product's full state as the event carries it: money as an exact decimal string."""
+    return {
+        "name": product["name"],
+        "description": product["description"],
+        "price": _money(product["price"]),
+        "quantity": product["quantity"],
+        "sku": product["sku"],
+    }
+
+
+def _money(value: Decimal) -> str:
+    return str(Decimal(value).quantize(Decimal("0.01")))
+
+
+class _RejectDuplicateSku:
+    """Turn the sku's unique index into a 409 instead of a 500, without aborting the transaction."""
+
+    def __init__(self, tx: CommandTransaction, sku: str) -> None:
+        self.tx, self.sku = tx, sku
+
+    def __enter__(self):
+        self.savepoint = self.tx.conn.begin_nested()
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None:
+            self.savepoint.commit()
+            return False
+        self.savepoint.rollback()
+        if isinstance(exc, IntegrityError) and "sku" in str(exc.orig):
+            raise DuplicateSku(f"a product with sku {self.sku!r} already exists", sku=self.sku) from None
+        return False
+
+
+def create(tx: CommandTransaction, fields: ProductFields) -> dict[str, Any]:
+    now = sa.func.now()
+    with _RejectDuplicateSku(tx, fields.sku):
+        row = tx.conn.execute(
+            products.insert()
+            .values(**fields.model_dump(), version=1, created_at=now, updated_at=now)
+            .returning(*products.c)
+        ).one()
+    product = as_dict(row)
+    event = tx.record(events.PRODUCT_CREATED, AGGREGATE, row.id, 1, event_payload(product))
+    return {**product, "position": event.position}
+
+
+def replace(
+    tx: CommandTransaction, product_id: int, fields: ProductFields, expected_version: int | None
+) -> dict[str, Any]:
+    return _update(tx, product_id, fields.model_dump(), expected_version)
+
+
+def patch(
+    tx: CommandTransaction, product_id: int, patch: ProductPatch, expected_version: int | None
+) -> dict[str, Any]:
+    return _update(tx, product_id, patch.changes(), expected_version)
+
+
+def _update(
+    tx: CommandTransaction, product_id: int, changes: dict[str, Any], expected_version: int | None
+) -> dict[str, Any]:
+    current = lock(tx, product_id)
+    _check_version(current, expected_version)
+    statement = (
+        products.update()
+        .where(products.c.id == product_id)
+        .values(**changes, version=products.c.version + 1, updated_at=sa.func.now())
+        .returning(*products.c)
+    )
+    with _RejectDuplicateSku(tx, changes.get("sku", "")):
+        row = tx.conn.execute(statement).one()
+    product = as_dict(row)
+    event = tx.record(events.PRODUCT_UPDATED, AGGREGATE, row.id, row.version, event_payload(product))
+    return {**product, "position": event.position}
+
+
+def delete(tx: CommandTransaction, product_id: int, expected_version: int | None) -> dict[str, Any]:
+    """Delete a product; its deletion is one more version, so the read side can order it."""
+    current = lock(tx, product_id)
+    _check_version(current, expected_version)
+    tx.conn.execute(products.delete().where(products.c.id == product_id))
+    version = current.version + 1
+    event = tx.record(
+        events.PRODUCT_DELETED, AGGREGATE, product_id, version, {"sku": current.sku, "name": current.name}
+    )
+    return {"id": product_id, "deleted": True, "version": version, "position": event.position}
+
+
+def lock(tx: CommandTransaction, product_id: int):
+    """The product's current row, locked until the transaction ends; 404 when there is none."""
+    row = None
+    if 0 < product_id <= MAX_ID:
+        row = tx.conn.execute(
+            sa.select(products).where(products.c.id == product_id).with_for_update()
+        ).one_or_none()
+    if row is None:
+        raise NotFound(f"no product with id {product_id}", id=product_id)
+    return row
+
+
+def get(conn, product_id: int) -> dict[str, Any]:
+    row = None
+    if 0 < product_id <= MAX_ID:
+        row = conn.execute(sa.select(products).where(products.c.id == product_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"no product with id {product_id}", id=product_id)
+    return as_dict(row)
+
+
+def _check_version(current, expected_version: int | None) -> None:
+    if expected_version is not None and current.version != expected_version:
+        raise PreconditionFailed(
+            f"product {current.id} is at version {current.version}, not {expected_version}",
+            id=current.id,
+            current_version=current.version,
+        )
