@@ -1,0 +1,155 @@
+"""Fixtures shared by every test layer.
+
+The servers start once per session: PostgreSQL and RabbitMQ are the machine's own (started if
+they are down), the MongoDB stand-in is started here on a free port. Each test gets a fresh
+namespace, so tests never see each other's rows, queues or documents, and everything a test's
+namespace created is removed after it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cqrs_demo.config import Settings, from_environment
+
+TEST_DATABASE = "cqrs_test"
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory) -> Settings:
+    settings = from_environment()
+    url = settings.database_url.rsplit("/", 1)[0] + "/" + TEST_DATABASE
+    if "CQRS_TEST_DATABASE_URL" in os.environ:
+        url = os.environ["CQRS_TEST_DATABASE_URL"]
+    return settings.with_(database_url=url, run_dir=tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="session")
+def mongo_url(base_settings, tmp_path_factory):
+    """A real MongoDB URL from CQRS_TEST_MONGO_URL, or a stand-in started for this session."""
+    if os.environ.get("CQRS_TEST_MONGO_URL"):
+        yield os.environ["CQRS_TEST_MONGO_URL"]
+        return
+    from cqrs_demo.runtime import backing
+    from cqrs_demo.runtime.standin import MongoStandIn
+
+    backing.ensure(base_settings)
+    standin = MongoStandIn(tmp_path_factory.mktemp("mongo"), in_memory=True).start()
+    yield standin.url
+    standin.stop()
+
+
+@pytest.fixture
+def settings(base_settings, mongo_url) -> Settings:
+    namespace = "t_" + uuid.uuid4().hex[:12]
+    settings = base_settings.with_(namespace=namespace, mongo_url=mongo_url, read_wait_seconds=2.0)
+    yield settings
+    _remove_namespace(settings)
+
+
+def _remove_namespace(settings: Settings) -> None:
+    from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
+    from cqrs_demo.messaging import topology
+    from cqrs_demo.write.schema import drop_schema
+
+    engine = write_engine(settings)
+    try:
+        drop_schema(settings, engine)
+    finally:
+        engine.dispose()
+    connection = amqp_connection(settings)
+    try:
+        topology.delete_all(connection.channel(), settings)
+    finally:
+        connection.close()
+    with mongo_client(settings) as client:
+        client.drop_database(settings.mongo_database)
+
+
+@pytest.fixture
+def command_client(settings):
+    from cqrs_demo.write.app import create_app
+
+    app = create_app(settings)
+    yield app.test_client()
+    app.extensions["cqrs"]["engine"].dispose()
+
+
+@pytest.fixture
+def query_client(settings):
+    from cqrs_demo.read.app import create_app
+
+    return create_app(settings).test_client()
+
+
+class Background:
+    """Runs a relay or projector loop in a thread, stoppable and awaitable like a process."""
+
+    def __init__(self, name: str, loop) -> None:
+        self.name = name
+        self.stop = threading.Event()
+        self.worker = loop
+        self.thread = threading.Thread(target=loop.run, args=(self.stop,), name=name, daemon=True)
+
+    def start(self) -> "Background":
+        self.thread.start()
+        return self
+
+    def halt(self, timeout: float = 10) -> None:
+        self.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"{self.name} did not stop"
+
+
+@pytest.fixture
+def pipeline(settings):
+    """A relay and a projector running in this process, against the real servers."""
+    from cqrs_demo.messaging.relay import OutboxRelay
+    from cqrs_demo.read.projector import Projector
+
+    workers = [Background("relay", OutboxRelay(settings)).start(), Background("projector", Projector(settings)).start()]
+    yield {worker.name: worker.worker for worker in workers}
+    for worker in workers:
+        worker.halt()
+
+
+@pytest.fixture
+def read_db(settings):
+    from cqrs_demo.connections import mongo_client
+
+    with mongo_client(settings) as client:
+        yield client[settings.mongo_database]
+
+
+@pytest.fixture
+def write_engine(settings):
+    from cqrs_demo.connections import write_engine
+    from cqrs_demo.write.schema import create_schema
+
+    engine = write_engine(settings)
+    create_schema(settings, engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def stack(settings):
+    """The whole stack as separate processes on free ports, as `cqrs-demo up` starts it."""
+    from cqrs_demo.runtime.ports import free_port
+    from cqrs_demo.runtime.stack import Stack
+
+    stack = Stack(settings.with_(command_port=free_port(), query_port=free_port())).start()
+    yield stack
+    stack.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).parent
+    for item in items:
+        if root / "unit" not in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.integration)
