@@ -78,5 +78,5 @@ class InsufficientStock(Conflict):
     code = "insufficient_stock"
 
 
-class IllegalTransition(Conflict):
-    code = "illegal_transition"
+class ProductInOpenOrders(Conflict):
+    code = "product_in_open_orders"

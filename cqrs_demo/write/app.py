@@ -11,8 +11,8 @@ from cqrs_demo import web
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import write_engine
 from cqrs_demo.errors import InvalidParameter
-from cqrs_demo.write import products
-from cqrs_demo.write.commands import ProductFields, ProductPatch
+from cqrs_demo.write import orders, products
+from cqrs_demo.write.commands import PlaceOrder, ProductFields, ProductPatch
 from cqrs_demo.write.openapi import document
 from cqrs_demo.write.schema import create_schema
 from cqrs_demo.write.transaction import command_transaction
@@ -97,3 +97,21 @@ def delete_product(product_id: int):
     with _transaction() as tx:
         result = products.delete(tx, product_id, expected_version())
     return jsonify(result)
+
+
+@api.post("/api/orders")
+def place_order():
+    command = web.validated(PlaceOrder, web.json_body())
+    with _transaction() as tx:
+        order = orders.place(tx, command)
+    response = jsonify(order)
+    response.status_code = 201
+    response.headers["Location"] = f"/api/orders/{order['id']}"
+    return response
+
+
+@api.post("/api/orders/<int:order_id>/cancel")
+def cancel_order(order_id: int):
+    with _transaction() as tx:
+        order = orders.cancel(tx, order_id)
+    return jsonify(order)

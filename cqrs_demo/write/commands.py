@@ -90,3 +90,37 @@ class ProductPatch(_Command):
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
+
+
+MAX_ORDER_LINES = 50
+ProductId = Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]
+Ordered = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
+
+
+class OrderLine(_Command):
+    """One line of an order: a product named by `sku` or by `product_id` (exactly one), and how many."""
+
+    sku: Sku | None = None
+    product_id: ProductId | None = None
+    quantity: Ordered
+
+    @model_validator(mode="after")
+    def _names_one_product(self) -> "OrderLine":
+        if (self.sku is None) == (self.product_id is None):
+            raise ValueError("name the product by exactly one of sku or product_id")
+        return self
+
+
+class PlaceOrder(_Command):
+    customer: Name
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_ORDER_LINES)]
+
+    @model_validator(mode="after")
+    def _each_product_once(self) -> "PlaceOrder":
+        seen: set = set()
+        for line in self.lines:
+            key = ("sku", line.sku) if line.sku is not None else ("id", line.product_id)
+            if key in seen:
+                raise ValueError(f"{key[0]} {key[1]!r} appears on more than one line; combine them")
+            seen.add(key)
+        return self

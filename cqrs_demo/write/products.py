@@ -13,10 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from cqrs_demo.errors import DuplicateSku, NotFound, PreconditionFailed
+from cqrs_demo.errors import DuplicateSku, NotFound, PreconditionFailed, ProductInOpenOrders
 from cqrs_demo.messaging import events
 from cqrs_demo.write.commands import ProductFields, ProductPatch
-from cqrs_demo.write.schema import products
+from cqrs_demo.write.schema import order_lines, orders, products
 from cqrs_demo.write.transaction import CommandTransaction
 
 MAX_ID = 2**63 - 1
@@ -115,15 +115,38 @@ def _update(
 
 
 def delete(tx: CommandTransaction, product_id: int, expected_version: int | None) -> dict[str, Any]:
-    """Delete a product; its deletion is one more version, so the read side can order it."""
+    """Delete a product; its deletion is one more version, so the read side can order it.
+
+    A product that placed (not cancelled) orders still reference cannot be deleted: cancelling
+    such an order must be able to put the stock back and reverse the sale on the product's own
+    event stream. Cancel the orders first, or set the product's quantity to 0 to stop sales.
+    """
     current = lock(tx, product_id)
     _check_version(current, expected_version)
+    blocking = open_orders_for(tx.conn, product_id)
+    if blocking:
+        raise ProductInOpenOrders(
+            f"product {product_id} is on open orders {blocking}; cancel them first", id=product_id, orders=blocking
+        )
     tx.conn.execute(products.delete().where(products.c.id == product_id))
     version = current.version + 1
     event = tx.record(
         events.PRODUCT_DELETED, AGGREGATE, product_id, version, {"sku": current.sku, "name": current.name}
     )
     return {"id": product_id, "deleted": True, "version": version, "position": event.position}
+
+
+def open_orders_for(conn, product_id: int) -> list[int]:
+    """Ids of placed (not cancelled) orders that have a line for this product (at most 20)."""
+    return list(
+        conn.scalars(
+            sa.select(orders.c.id)
+            .join(order_lines, order_lines.c.order_id == orders.c.id)
+            .where(order_lines.c.product_id == product_id, orders.c.status == "placed")
+            .order_by(orders.c.id)
+            .limit(20)
+        )
+    )
 
 
 def lock(tx: CommandTransaction, product_id: int):
