@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from werkzeug.datastructures import MultiDict
 
 from cqrs_demo.errors import InvalidParameter
@@ -19,7 +19,14 @@ MAX_VERSION = 2**31 - 1
 Limit = Annotated[int, Field(ge=1, le=1000)]
 Offset = Annotated[int, Field(ge=0, le=10**9)]
 Price = Annotated[Decimal, Field(ge=0, le=Decimal("9999999999.99"), decimal_places=2, allow_inf_nan=False)]
-Text = Annotated[str, StringConstraints(max_length=100)]
+def _no_nul(value: str) -> str:
+    # MongoDB refuses a NUL inside a regular expression; refusing it here keeps it a 400.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, StringConstraints(max_length=100), AfterValidator(_no_nul)]
 
 
 class _Params(BaseModel):

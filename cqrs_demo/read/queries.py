@@ -12,7 +12,7 @@ from cqrs_demo.read import projection
 from cqrs_demo.read.params import OrderListParams, ProductListParams
 
 _SORTS = {"id": "_id", "name": "name", "price": "price_cents", "quantity": "quantity"}
-_POLL_SECONDS = 0.01
+_POLL_SECONDS = 0.002
 
 
 def money(cents: int) -> Decimal:

@@ -45,7 +45,7 @@ def _probe(engine) -> None:
 
 def _transaction():
     ext = current_app.extensions["cqrs"]
-    return command_transaction(ext["engine"], ext["settings"].notify_channel, g.received_at)
+    return command_transaction(ext["engine"], g.received_at)
 
 
 def expected_version() -> int | None:
@@ -54,7 +54,7 @@ def expected_version() -> int | None:
     if raw is None or raw.strip() == "*":
         return None
     value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit() or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise InvalidParameter(f"If-Match must be a product version, got {raw!r}", parameter="If-Match")
     return int(value)
 

@@ -1,5 +1,7 @@
 """Appending events to the outbox, inside the caller's transaction.
 
+The insert also wakes the relay: a trigger on the table NOTIFYs it at commit (see `schema`).
+
 The state change and its event commit together or not at all: that is what makes the outbox
 lose nothing where the seed's "commit, then publish" lost events whenever the broker was away.
 """
@@ -20,7 +22,6 @@ from cqrs_demo.write.schema import outbox
 def append(
     conn: Connection,
     *,
-    notify_channel: str,
     type: str,
     aggregate_type: str,
     aggregate_id: int,
@@ -44,8 +45,6 @@ def append(
         )
         .returning(outbox.c.position, outbox.c.event_id, outbox.c.committed_at)
     ).one()
-    # NOTIFY is delivered at COMMIT, and never if the transaction rolls back.
-    conn.execute(sa.select(sa.func.pg_notify(notify_channel, str(row.position))))
     return Event(
         event_id=str(row.event_id),
         type=type,

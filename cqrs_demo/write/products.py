@@ -7,6 +7,7 @@ after the other: per-product event order is the commit order.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -52,28 +53,24 @@ def _money(value: Decimal) -> str:
     return str(Decimal(value).quantize(Decimal("0.01")))
 
 
-class _RejectDuplicateSku:
-    """Turn the sku's unique index into a 409 instead of a 500, without aborting the transaction."""
+@contextmanager
+def _unique_sku(sku: str):
+    """Turn the sku's unique index into a 409 instead of a 500.
 
-    def __init__(self, tx: CommandTransaction, sku: str) -> None:
-        self.tx, self.sku = tx, sku
-
-    def __enter__(self):
-        self.savepoint = self.tx.conn.begin_nested()
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None:
-            self.savepoint.commit()
-            return False
-        self.savepoint.rollback()
-        if isinstance(exc, IntegrityError) and "sku" in str(exc.orig):
-            raise DuplicateSku(f"a product with sku {self.sku!r} already exists", sku=self.sku) from None
-        return False
+    The IntegrityError aborts the transaction; the DuplicateSku raised in its place leaves the
+    command transaction, which rolls it back. No savepoint, no extra round trip.
+    """
+    try:
+        yield
+    except IntegrityError as exc:
+        if "sku" not in str(exc.orig):
+            raise
+        raise DuplicateSku(f"a product with sku {sku!r} already exists", sku=sku) from None
 
 
 def create(tx: CommandTransaction, fields: ProductFields) -> dict[str, Any]:
     now = sa.func.now()
-    with _RejectDuplicateSku(tx, fields.sku):
+    with _unique_sku(fields.sku):
         row = tx.conn.execute(
             products.insert()
             .values(**fields.model_dump(), version=1, created_at=now, updated_at=now)
@@ -99,16 +96,23 @@ def patch(
 def _update(
     tx: CommandTransaction, product_id: int, changes: dict[str, Any], expected_version: int | None
 ) -> dict[str, Any]:
-    current = lock(tx, product_id)
-    _check_version(current, expected_version)
+    # One statement does the lock, the version check and the change; only a miss needs a second
+    # look, to tell "no such product" (404) from "stale version" (412).
+    condition = products.c.id == product_id
+    if expected_version is not None:
+        condition &= products.c.version == expected_version
     statement = (
         products.update()
-        .where(products.c.id == product_id)
+        .where(condition)
         .values(**changes, version=products.c.version + 1, updated_at=sa.func.now())
         .returning(*products.c)
     )
-    with _RejectDuplicateSku(tx, changes.get("sku", "")):
-        row = tx.conn.execute(statement).one()
+    row = None
+    if 0 < product_id <= MAX_ID:
+        with _unique_sku(changes.get("sku", "")):
+            row = tx.conn.execute(statement).one_or_none()
+    if row is None:
+        _check_version(lock(tx, product_id), expected_version)
     product = as_dict(row)
     event = tx.record(events.PRODUCT_UPDATED, AGGREGATE, row.id, row.version, event_payload(product))
     return {**product, "position": event.position}

@@ -108,6 +108,27 @@ def create_schema(settings: Settings, engine: Engine) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(migration_lock_key(settings))))
         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{settings.schema}"'))
         metadata.create_all(conn)
+        _create_notify_trigger(conn, settings)
+
+
+def _create_notify_trigger(conn, settings: Settings) -> None:
+    """NOTIFY the relay from the database itself whenever outbox rows are inserted.
+
+    A NOTIFY is delivered at COMMIT and dropped on ROLLBACK, so the relay wakes exactly when
+    there is something committed to publish, and no command can forget to wake it.
+    """
+    schema = settings.schema
+    conn.execute(sa.text(f"""
+        CREATE OR REPLACE FUNCTION "{schema}".notify_outbox() RETURNS trigger AS $$
+        BEGIN
+            PERFORM pg_notify('{settings.notify_channel}', '');
+            RETURN NULL;
+        END $$ LANGUAGE plpgsql
+    """))
+    conn.execute(sa.text(f"""
+        CREATE OR REPLACE TRIGGER outbox_notify AFTER INSERT ON "{schema}".outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".notify_outbox()
+    """))
 
 
 def drop_schema(settings: Settings, engine: Engine) -> None:

@@ -16,7 +16,6 @@ from cqrs_demo.write import outbox
 @dataclass
 class CommandTransaction:
     conn: Connection
-    notify_channel: str
     received_at: datetime
     events: list[Event] = field(default_factory=list)
 
@@ -25,7 +24,6 @@ class CommandTransaction:
     ) -> Event:
         event = outbox.append(
             self.conn,
-            notify_channel=self.notify_channel,
             type=type,
             aggregate_type=aggregate_type,
             aggregate_id=aggregate_id,
@@ -38,8 +36,6 @@ class CommandTransaction:
 
 
 @contextmanager
-def command_transaction(
-    engine: Engine, notify_channel: str, received_at: datetime | None = None
-) -> Iterator[CommandTransaction]:
+def command_transaction(engine: Engine, received_at: datetime | None = None) -> Iterator[CommandTransaction]:
     with engine.begin() as conn:
-        yield CommandTransaction(conn, notify_channel, received_at or datetime.now(timezone.utc))
+        yield CommandTransaction(conn, received_at or datetime.now(timezone.utc))

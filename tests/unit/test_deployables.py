@@ -305,7 +305,9 @@ def _conda_packages(conda_env: dict) -> tuple[dict[str, str], list[str]]:
 
 def _pyproject_requirements(pyproject: dict) -> list[Requirement]:
     project = pyproject["project"]
-    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    return [Requirement(r) for r in project["dependencies"]
+        + project["optional-dependencies"]["lab"]
+        + project["optional-dependencies"]["test"]]
 
 
 def test_environment_is_the_named_python_311_environment(conda_env):

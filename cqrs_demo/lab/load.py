@@ -1,0 +1,77 @@
+"""A load generator: commands at a fixed offered rate, each timed until it is visible.
+
+Commands are scheduled at `rate` per second regardless of how fast earlier ones finished (an
+open-loop load, as real clients are), spread over `threads` workers. Each worker sends its
+command, then asks the query service for the new version (`min_version`) and records when it
+first got it: the write-to-visible latency a user of the system would see.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cqrs_demo.lab.client import WorkbenchClient
+
+
+class LoadGenerator:
+    def __init__(self, stack, products: int = 20, seed: int = 7) -> None:
+        self.stack = stack
+        self.products = products
+        self.random = random.Random(seed)
+        self._local = threading.local()
+        self._ids: list[int] = []
+
+    def _client(self) -> WorkbenchClient:
+        if not hasattr(self._local, "client"):
+            self._local.client = WorkbenchClient(self.stack.command_url, self.stack.query_url)
+        return self._local.client
+
+    def _seed_products(self) -> None:
+        if self._ids:
+            return
+        tag = f"{time.time_ns():x}"
+        for number in range(self.products):
+            exchange = self._client().create_product(
+                f"Load product {number}", "10.00", 1_000_000, f"LOAD-{tag}-{number}"
+            )
+            self._ids.append(exchange.body["id"])
+
+    def _one(self, number: int, due: float) -> dict:
+        time.sleep(max(0.0, due - time.monotonic()))
+        client = self._client()
+        product_id = self._ids[number % len(self._ids)]
+        price = f"{10 + (number % 500) / 100:.2f}"
+        started = time.perf_counter()
+        sent_at = time.time()
+        exchange = client.update_product(product_id, price=price)
+        written = time.perf_counter()
+        row = {"n": number, "product_id": product_id, "status": exchange.status, "sent_at": sent_at,
+               "write_ms": (written - started) * 1000}
+        if exchange.ok:
+            check = client.product(product_id, min_version=exchange.body["version"])
+            row["visible_ms"] = (time.perf_counter() - started) * 1000 if check.status == 200 else float("nan")
+        return row
+
+    def run(self, commands: int = 200, rate: float = 50.0, threads: int = 8, progress: bool = True) -> pd.DataFrame:
+        """Send `commands` product updates at `rate` per second; a row per command."""
+        self._seed_products()
+        start = time.monotonic() + 0.05
+        rows = []
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            futures = [pool.submit(self._one, n, start + n / rate) for n in range(commands)]
+            for future in tqdm(futures, total=commands, disable=not progress, desc=f"{rate:g} commands/s"):
+                rows.append(future.result())
+        return pd.DataFrame(rows).sort_values("n").reset_index(drop=True)
+
+
+def latency_summary(frame: pd.DataFrame, column: str = "visible_ms") -> pd.DataFrame:
+    """Percentiles of a latency column, in milliseconds."""
+    values = frame[column].dropna()
+    quantiles = values.quantile([0.5, 0.9, 0.95, 0.99]).rename(index=lambda q: f"p{int(q * 100)}")
+    return pd.concat([quantiles, pd.Series({"max": values.max(), "count": float(len(values))})]).to_frame(column)

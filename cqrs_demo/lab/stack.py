@@ -1,0 +1,170 @@
+"""A stack a notebook can start, watch, pause, break and reset.
+
+Each notebook uses its own namespace, free ports and MongoDB stand-in, so running a notebook
+twice, or two notebooks at once, never mixes their data. The processes are the ones
+`cqrs-demo up` starts, as separate OS processes that die with the kernel.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pandas as pd
+import sqlalchemy as sa
+
+from cqrs_demo import config
+from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
+from cqrs_demo.messaging import topology
+from cqrs_demo.runtime import backing
+from cqrs_demo.runtime.ports import free_port
+from cqrs_demo.runtime.serve import SERVICES
+from cqrs_demo.runtime.stack import Stack, StackError
+from cqrs_demo.write.schema import drop_schema
+
+PAUSABLE = ("relay", "projector")
+
+
+class LabStack:
+    """The whole stack for one notebook: `start()`, then `command_url`, `query_url`, `engine`, `read_db`."""
+
+    def __init__(self, namespace: str, **settings) -> None:
+        base = config.from_environment()
+        self.settings = base.with_(
+            namespace=namespace, command_port=free_port(), query_port=free_port(), **settings
+        )
+        self._stack: Stack | None = None
+        self._engine = None
+        self._mongo = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, fresh: bool = True) -> "LabStack":
+        """Start every process and wait until each is healthy. `fresh` empties the namespace first."""
+        self._stop_leftover()
+        backing.ensure(self.settings)
+        if fresh:
+            self._remove_data()
+        self._stack = Stack(self.settings).start()
+        self.settings = self._stack.settings  # now carries the stand-in's URL
+        return self
+
+    def stop(self) -> None:
+        if self._stack:
+            self._stack.stop()
+        if self._engine is not None:
+            self._engine.dispose()
+        if self._mongo is not None:
+            self._mongo.close()
+        self._stack, self._engine, self._mongo = None, None, None
+
+    def __enter__(self) -> "LabStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def pause(self, name: str) -> None:
+        """Stop the relay or the projector; commands keep working, events wait in the outbox or queue."""
+        self._check_pausable(name)
+        self.stack.stop_service(name)
+
+    def resume(self, name: str) -> None:
+        self._check_pausable(name)
+        if not self.stack.processes[name].alive():
+            self.stack.start_service(name)
+        self.stack.wait_healthy(names=[name])
+
+    def restart(self, name: str) -> None:
+        self.stack.stop_service(name)
+        self.stack.start_service(name)
+        self.stack.wait_healthy(names=[name])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: the process gets no chance to finish what it holds."""
+        self.stack.stop_service(name, signal.SIGKILL)
+
+    def reset(self) -> None:
+        """Empty this namespace's data everywhere and restart its processes on the same ports."""
+        for name in reversed(SERVICES):
+            self.stack.stop_service(name)
+        self._remove_data()
+        for name in SERVICES:
+            self.stack.start_service(name)
+        self.stack.wait_healthy()
+
+    # -- what a notebook looks at ------------------------------------------------------------
+
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            raise StackError("the stack is not running; call start() first")
+        return self._stack
+
+    @property
+    def command_url(self) -> str:
+        return self.stack.urls()["command"]
+
+    @property
+    def query_url(self) -> str:
+        return self.stack.urls()["query"]
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            self._engine = write_engine(self.settings)
+        return self._engine
+
+    @property
+    def read_db(self):
+        if self._mongo is None:
+            self._mongo = mongo_client(self.settings)
+        return self._mongo[self.settings.mongo_database]
+
+    def status(self) -> pd.DataFrame:
+        return pd.DataFrame(self.stack.status()).set_index("service")
+
+    def logs(self, name: str, lines: int = 20) -> str:
+        path = self.stack.directory / f"{name}.log"
+        text = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return "\n".join(text[-lines:])
+
+    def sql(self, query: str, **params) -> pd.DataFrame:
+        """Run a read-only SQL query in this namespace's schema."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f'SET LOCAL search_path TO "{self.settings.schema}"')
+            result = conn.execute(sa.text(query), params)
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _check_pausable(self, name: str) -> None:
+        if name not in PAUSABLE:
+            raise ValueError(f"only {' and '.join(PAUSABLE)} can be paused; {name!r} serves requests")
+
+    def _stop_leftover(self) -> None:
+        """A stack this namespace left running (an earlier run of the same notebook) is stopped."""
+        try:
+            Stack.attach(self.settings).stop()
+        except StackError:
+            pass
+
+    def _remove_data(self) -> None:
+        if self.settings.mongo_url:
+            with mongo_client(self.settings) as client:
+                client.drop_database(self.settings.mongo_database)
+        else:  # the stand-in `start` will launch keeps its data in files of this namespace's own
+            for path in (self.settings.stack_dir / "mongo").glob("read-model.db*"):
+                path.unlink()
+        engine = write_engine(self.settings)
+        try:
+            drop_schema(self.settings, engine)
+        finally:
+            engine.dispose()
+        connection = amqp_connection(self.settings)
+        try:
+            topology.delete_all(connection.channel(), self.settings)
+        finally:
+            connection.close()
+
+
+__all__ = ["LabStack", "SERVICES"]
