@@ -37,12 +37,41 @@ class Settings:
     relay_listen: bool = True
     projector_prefetch: int = 100
     run_dir: Path = Path(".run")
+    # How events travel, and which guarantees the projector keeps. The defaults are the safe
+    # design; the others exist to show, side by side, what each guarantee buys.
+    delivery: str = "outbox"  # or "naive": the seed's publish-after-commit design
+    projector_ack: str = "manual"  # or "auto"
+    projector_dedup: bool = True
+    projection_audit: bool = False  # log every application, for the anomaly counters
+    poison_attempts: int = 3
 
     def __post_init__(self) -> None:
         if not NAMESPACE_PATTERN.match(self.namespace):
             raise ConfigError(
                 f"CQRS_NAMESPACE must match {NAMESPACE_PATTERN.pattern}, got {self.namespace!r}"
             )
+        if self.delivery not in ("outbox", "naive"):
+            raise ConfigError(f"CQRS_DELIVERY must be outbox or naive, got {self.delivery!r}")
+        if self.projector_ack not in ("manual", "auto"):
+            raise ConfigError(f"CQRS_PROJECTOR_ACK must be manual or auto, got {self.projector_ack!r}")
+        if self.projector_prefetch < 1:
+            raise ConfigError("CQRS_PROJECTOR_PREFETCH must be at least 1")
+
+    @property
+    def naive(self) -> bool:
+        return self.delivery == "naive"
+
+    @property
+    def auto_ack(self) -> bool:
+        """The seed's consumer acknowledged on delivery; naive mode always does, as it did."""
+        return self.naive or self.projector_ack == "auto"
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The processes this stack runs: naive mode has no relay, the command service publishes."""
+        if self.naive:
+            return ("command", "query", "projector")
+        return ("command", "query", "relay", "projector")
 
     # Names of everything the stack creates, all derived from the namespace so that two
     # namespaces on the same servers never see each other's data.
@@ -56,6 +85,8 @@ class Settings:
 
     @property
     def projector_queue(self) -> str:
+        if self.naive:  # exclusive and auto-delete, as the seed's was: it exists only while consumed
+            return f"{self.namespace}.projector.naive"
         return f"{self.namespace}.projector"
 
     @property
@@ -128,6 +159,11 @@ def from_environment(env=None) -> Settings:
         relay_listen=_bool(env, "CQRS_RELAY_LISTEN", True),
         projector_prefetch=_int(env, "CQRS_PROJECTOR_PREFETCH", 100),
         run_dir=Path(env.get("CQRS_RUN_DIR") or ".run"),
+        delivery=env.get("CQRS_DELIVERY") or "outbox",
+        projector_ack=env.get("CQRS_PROJECTOR_ACK") or "manual",
+        projector_dedup=_bool(env, "CQRS_PROJECTOR_DEDUP", True),
+        projection_audit=_bool(env, "CQRS_PROJECTION_AUDIT", False),
+        poison_attempts=_int(env, "CQRS_POISON_ATTEMPTS", 3),
     )
 
 
@@ -145,6 +181,11 @@ def to_environment(settings: Settings) -> dict[str, str]:
         "CQRS_RELAY_LISTEN": "true" if settings.relay_listen else "false",
         "CQRS_PROJECTOR_PREFETCH": str(settings.projector_prefetch),
         "CQRS_RUN_DIR": str(settings.run_dir),
+        "CQRS_DELIVERY": settings.delivery,
+        "CQRS_PROJECTOR_ACK": settings.projector_ack,
+        "CQRS_PROJECTOR_DEDUP": "true" if settings.projector_dedup else "false",
+        "CQRS_PROJECTION_AUDIT": "true" if settings.projection_audit else "false",
+        "CQRS_POISON_ATTEMPTS": str(settings.poison_attempts),
     }
     if settings.mongo_url:
         env["CQRS_MONGO_URL"] = settings.mongo_url

@@ -17,7 +17,6 @@ from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
 from cqrs_demo.messaging import topology
 from cqrs_demo.runtime import backing
 from cqrs_demo.runtime.ports import free_port
-from cqrs_demo.runtime.serve import SERVICES
 from cqrs_demo.runtime.stack import Stack, StackError
 from cqrs_demo.write.schema import drop_schema
 
@@ -85,10 +84,10 @@ class LabStack:
 
     def reset(self) -> None:
         """Empty this namespace's data everywhere and restart its processes on the same ports."""
-        for name in reversed(SERVICES):
+        for name in reversed(self.settings.services):
             self.stack.stop_service(name)
         self._remove_data()
-        for name in SERVICES:
+        for name in self.settings.services:
             self.stack.start_service(name)
         self.stack.wait_healthy()
 
@@ -165,6 +164,3 @@ class LabStack:
             topology.delete_all(connection.channel(), self.settings)
         finally:
             connection.close()
-
-
-__all__ = ["LabStack", "SERVICES"]

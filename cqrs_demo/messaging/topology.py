@@ -20,6 +20,11 @@ def declare_exchange(channel: BlockingChannel, settings: Settings) -> None:
 
 def declare_projector_queue(channel: BlockingChannel, settings: Settings) -> None:
     declare_exchange(channel, settings)
+    if settings.naive:
+        # The seed's queue: gone when its consumer disconnects, and every event with it.
+        channel.queue_declare(settings.projector_queue, exclusive=True, auto_delete=True)
+        channel.queue_bind(settings.projector_queue, settings.exchange, routing_key="#")
+        return
     channel.exchange_declare(settings.dead_letter_exchange, exchange_type="fanout", durable=True)
     channel.queue_declare(settings.dead_letter_queue, durable=True)
     channel.queue_bind(settings.dead_letter_queue, settings.dead_letter_exchange)
@@ -32,7 +37,7 @@ def declare_projector_queue(channel: BlockingChannel, settings: Settings) -> Non
 
 
 def delete_all(channel: BlockingChannel, settings: Settings) -> None:
-    for queue in (settings.projector_queue, settings.dead_letter_queue):
+    for queue in (f"{settings.namespace}.projector", settings.dead_letter_queue):
         channel.queue_delete(queue)
     for exchange in (settings.exchange, settings.dead_letter_exchange):
         channel.exchange_delete(exchange)

@@ -18,7 +18,7 @@ from typing import Any
 
 from cqrs_demo.messaging import events
 from cqrs_demo.messaging.events import Event, MalformedEvent
-from cqrs_demo.read.versioned import Outcome, apply_versioned
+from cqrs_demo.read.versioned import Outcome, apply_unchecked, apply_versioned
 
 PRODUCTS = "products"
 SALES = "sales_by_product"
@@ -30,14 +30,18 @@ def cents(amount: str) -> int:
     return int((Decimal(amount) * 100).to_integral_exact())
 
 
-def project(db, event: Event, trace: dict[str, Any] | None = None) -> Outcome:
-    """Apply one event to the read model; see `versioned` for why this is safe to repeat."""
+def project(db, event: Event, trace: dict[str, Any] | None = None, dedup: bool = True) -> Outcome:
+    """Apply one event to the read model; see `versioned` for why this is safe to repeat.
+
+    `dedup=False` drops the version check, to demonstrate what it prevents; never the default.
+    """
     meta = _meta(event, trace or {})
+    apply = apply_versioned if dedup else apply_unchecked
     try:
         if event.aggregate_type == "product":
-            return _project_product(db, event, meta)
+            return _project_product(db, event, meta, apply)
         if event.aggregate_type == "order":
-            return _project_order(db, event, meta)
+            return _project_order(db, event, meta, apply)
     except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
         raise MalformedEvent(f"payload of {event.type} does not fit the contract: {exc!r}") from None
     raise MalformedEvent(f"unknown aggregate type {event.aggregate_type!r}")
@@ -65,7 +69,7 @@ def _product_fields(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _project_product(db, event: Event, meta: dict[str, Any]) -> Outcome:
+def _project_product(db, event: Event, meta: dict[str, Any], apply) -> Outcome:
     payload, version, pid = event.payload, event.aggregate_version, event.aggregate_id
     sales_inc: dict[str, int] = {}
     if event.type in (events.PRODUCT_CREATED, events.PRODUCT_UPDATED):
@@ -83,16 +87,17 @@ def _project_product(db, event: Event, meta: dict[str, Any]) -> Outcome:
         }
     else:
         raise MalformedEvent(f"{event.type} is not a product event")
-    if version == 1:
+    if version == 1 or apply is apply_unchecked:
         sales_inc = {"units_sold": 0, "revenue_cents": 0, **sales_inc}
+    # Sales first: a reader who waited for the product's version then sees its sales too.
     outcomes = [
-        apply_versioned(db[PRODUCTS], pid, version, {**fields, **meta}),
-        apply_versioned(db[SALES], pid, version, {**sales_set, "position": event.position}, sales_inc),
+        apply(db[SALES], pid, version, {**sales_set, "position": event.position}, sales_inc),
+        apply(db[PRODUCTS], pid, version, {**fields, **meta}),
     ]
     return Outcome.combine(outcomes)
 
 
-def _project_order(db, event: Event, meta: dict[str, Any]) -> Outcome:
+def _project_order(db, event: Event, meta: dict[str, Any], apply) -> Outcome:
     payload = event.payload
     if event.type == events.ORDER_PLACED:
         lines = [
@@ -118,17 +123,26 @@ def _project_order(db, event: Event, meta: dict[str, Any]) -> Outcome:
         fields = {"status": payload["status"], "cancelled_at": datetime.fromisoformat(payload["cancelled_at"])}
     else:
         raise MalformedEvent(f"{event.type} is not an order event")
-    return apply_versioned(db[ORDERS], event.aggregate_id, event.aggregate_version, {**fields, **meta})
+    return apply(db[ORDERS], event.aggregate_id, event.aggregate_version, {**fields, **meta})
+
+
+COUNTERS = {
+    Outcome.APPLIED: "applied",
+    Outcome.DUPLICATE: "duplicates",
+    Outcome.GAP: "gaps",
+    Outcome.REAPPLIED: "reapplied",
+    Outcome.OVERWROTE_NEWER: "overwrote_newer",
+}
 
 
 def record_status(db, event: Event, outcome: Outcome, lag_ms: float | None) -> None:
     """The projector's status record: what it applied, skipped and how far behind it runs."""
-    counter = {Outcome.APPLIED: "applied", Outcome.DUPLICATE: "duplicates", Outcome.GAP: "gaps"}[outcome]
+    counter = COUNTERS[outcome]
     update: dict[str, Any] = {
         "$inc": {counter: 1},
         "$set": {"updated_at": datetime.now(timezone.utc)},
     }
-    if outcome is Outcome.APPLIED:
+    if outcome is not Outcome.DUPLICATE and outcome is not Outcome.GAP:
         update["$max"] = {"last_position": event.position}
         if lag_ms is not None:
             update["$set"]["last_lag_ms"] = round(lag_ms, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -19,18 +20,38 @@ def money(cents: int) -> Decimal:
     return (Decimal(cents) / 100).quantize(Decimal("0.01"))
 
 
+def instant(value: Any) -> str | None:
+    """A stored timestamp as ISO 8601 in UTC, whether the store hands back a datetime or text.
+
+    MongoDB returns datetimes; some wire-compatible servers return the text they stored, without
+    an offset. Both mean UTC here, and clients always get the same format.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
+
+
 def _projection_meta(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"version": doc["version"], "committed_at": doc.get("committed_at"), "projected_at": doc.get("projected_at")}
+    return {
+        "version": doc["version"],
+        "committed_at": instant(doc.get("committed_at")),
+        "projected_at": instant(doc.get("projected_at")),
+    }
 
 
 def product_view(doc: dict[str, Any]) -> dict[str, Any]:
     return {
+        # .get: with deduplication switched off (a demonstration mode) a document can be partial.
         "id": doc["_id"],
-        "name": doc["name"],
-        "description": doc["description"],
-        "price": money(doc["price_cents"]),
-        "quantity": doc["quantity"],
-        "sku": doc["sku"],
+        "name": doc.get("name", ""),
+        "description": doc.get("description", ""),
+        "price": money(doc.get("price_cents", 0)),
+        "quantity": doc.get("quantity", 0),
+        "sku": doc.get("sku", ""),
         **_projection_meta(doc),
     }
 
@@ -53,8 +74,8 @@ def order_view(doc: dict[str, Any]) -> dict[str, Any]:
             }
             for line in doc["lines"]
         ],
-        "placed_at": doc.get("placed_at"),
-        "cancelled_at": doc.get("cancelled_at"),
+        "placed_at": instant(doc.get("placed_at")),
+        "cancelled_at": instant(doc.get("cancelled_at")),
         **_projection_meta(doc),
     }
 
@@ -114,7 +135,7 @@ def top_products(db, limit: int) -> list[dict[str, Any]]:
             "name": doc.get("name"),
             "units_sold": doc["units_sold"],
             "revenue": money(doc["revenue_cents"]),
-            "deleted": doc.get("deleted", False),
+            "deleted": bool(doc.get("deleted", False)),
         }
         for doc in docs
     ]
@@ -126,9 +147,13 @@ def projection_status(db) -> dict[str, Any]:
         "applied": doc.get("applied", 0),
         "duplicates": doc.get("duplicates", 0),
         "gaps": doc.get("gaps", 0),
+        "reapplied": doc.get("reapplied", 0),
+        "overwrote_newer": doc.get("overwrote_newer", 0),
+        "dead_lettered": doc.get("dead_lettered", 0),
+        "parked": doc.get("parked", 0),
         "last_position": doc.get("last_position", 0),
         "last_lag_ms": doc.get("last_lag_ms"),
-        "updated_at": doc.get("updated_at"),
+        "updated_at": instant(doc.get("updated_at")),
     }
 
 

@@ -24,14 +24,16 @@ class Outcome(enum.Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     GAP = "gap"
+    # Only with deduplication switched off, to show what the version check prevents:
+    REAPPLIED = "reapplied"  # applied again on top of itself: a sale counted twice
+    OVERWROTE_NEWER = "overwrote_newer"  # an old event applied over a newer state
 
     @staticmethod
     def combine(outcomes: list["Outcome"]) -> "Outcome":
-        """An event touching several documents: a gap anywhere wins, then any application."""
-        if Outcome.GAP in outcomes:
-            return Outcome.GAP
-        if Outcome.APPLIED in outcomes:
-            return Outcome.APPLIED
+        """An event touching several documents: the most telling outcome of its writes."""
+        for outcome in (Outcome.GAP, Outcome.OVERWROTE_NEWER, Outcome.REAPPLIED, Outcome.APPLIED):
+            if outcome in outcomes:
+                return outcome
         return Outcome.DUPLICATE
 
 
@@ -58,3 +60,23 @@ def apply_versioned(
     if current is not None and current["version"] >= version:
         return Outcome.DUPLICATE
     return Outcome.GAP
+
+
+def apply_unchecked(
+    collection: Collection,
+    doc_id: Any,
+    version: int,
+    set_fields: dict[str, Any],
+    inc_fields: dict[str, Any] | None = None,
+) -> Outcome:
+    """Apply whatever arrives, as a consumer without deduplication does; report what that did."""
+    update: dict[str, Any] = {"$set": {**set_fields, "version": version}}
+    if inc_fields:
+        update["$inc"] = inc_fields
+    before = collection.find_one_and_update({"_id": doc_id}, update, upsert=True)
+    previous = before["version"] if before else 0
+    if previous > version:
+        return Outcome.OVERWROTE_NEWER
+    if previous == version:
+        return Outcome.REAPPLIED
+    return Outcome.APPLIED

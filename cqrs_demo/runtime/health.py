@@ -50,6 +50,10 @@ def projector_queue_counts(settings: Settings) -> tuple[int, int] | None:
     try:
         method = connection.channel().queue_declare(settings.projector_queue, passive=True).method
         return method.message_count, method.consumer_count
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 405:  # an exclusive queue, locked by the projector that owns it
+            return 0, 1
+        return None
     except pika.exceptions.AMQPError:
         return None
     finally:

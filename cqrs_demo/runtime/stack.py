@@ -22,7 +22,6 @@ from cqrs_demo.config import Settings, to_environment
 from cqrs_demo.connections import write_engine
 from cqrs_demo.runtime import backing, health
 from cqrs_demo.runtime.ports import is_free
-from cqrs_demo.runtime.serve import SERVICES
 from cqrs_demo.runtime.standin import MongoStandIn, is_running
 
 PR_SET_PDEATHSIG = 1
@@ -95,7 +94,7 @@ class Stack:
             self.standin = MongoStandIn(self.directory / "mongo").start(**self._popen_kwargs())
             self.settings = self.settings.with_(mongo_url=self.standin.url)
         try:
-            for name in SERVICES:
+            for name in self.settings.services:
                 self.start_service(name)
             self.wait_healthy(timeout)
         except BaseException:
@@ -168,9 +167,9 @@ class Stack:
                 engine.dispose()
         return health.projector_consumers(self.settings) >= 1
 
-    def wait_healthy(self, timeout: float = 60.0, names=SERVICES) -> None:
+    def wait_healthy(self, timeout: float = 60.0, names=None) -> None:
         deadline = time.monotonic() + timeout
-        waiting = list(names)
+        waiting = list(names or self.settings.services)
         while waiting:
             for name in list(waiting):
                 service = self.processes[name]
@@ -189,7 +188,7 @@ class Stack:
         if self.settings.mongo_url:
             rows.append({"service": "mongo", "pid": self._state().get("standin_pid"), "where": self.settings.mongo_url,
                          "healthy": True})
-        for name in SERVICES:
+        for name in self.settings.services:
             service = self.processes.get(name)
             where = {
                 "command": urls["command"],

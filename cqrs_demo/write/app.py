@@ -11,6 +11,7 @@ from cqrs_demo import web
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import write_engine
 from cqrs_demo.errors import InvalidParameter
+from cqrs_demo.messaging.naive import NaivePublisher
 from cqrs_demo.write import orders, products
 from cqrs_demo.write.commands import PlaceOrder, ProductFields, ProductPatch
 from cqrs_demo.write.openapi import document
@@ -26,7 +27,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     web.install(app)
     engine = write_engine(settings)
     create_schema(settings, engine)
-    app.extensions["cqrs"] = {"settings": settings, "engine": engine}
+    publisher = NaivePublisher(settings) if settings.naive else None
+    app.extensions["cqrs"] = {"settings": settings, "engine": engine, "after_commit": publisher and publisher.publish}
     app.register_blueprint(api)
     web.add_health(app, "command", settings, probe=lambda: _probe(engine))
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document()))
@@ -45,7 +47,7 @@ def _probe(engine) -> None:
 
 def _transaction():
     ext = current_app.extensions["cqrs"]
-    return command_transaction(ext["engine"], g.received_at)
+    return command_transaction(ext["engine"], g.received_at, ext["after_commit"])
 
 
 def expected_version() -> int | None:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from cqrs_demo.errors import InsufficientStock, NotFound, ValidationFailed
 from cqrs_demo.messaging import events
-from cqrs_demo.write.commands import PlaceOrder
+from cqrs_demo.write.commands import MAX_PRICE, PlaceOrder
 from cqrs_demo.write.products import MAX_ID
 from cqrs_demo.write.products import AGGREGATE as PRODUCT
 from cqrs_demo.write.schema import order_lines, orders, products
@@ -103,6 +103,11 @@ def place(tx: CommandTransaction, command: PlaceOrder) -> dict[str, Any]:
         raise InsufficientStock(f"not enough stock for {names}", short=short)
 
     total = sum((row.price * quantity for row, quantity in lines), Decimal("0.00"))
+    if total > MAX_PRICE:
+        raise ValidationFailed(
+            f"order total {total} is over the largest amount an order can carry ({MAX_PRICE})",
+            fields={"lines": f"order total is over {MAX_PRICE}"},
+        )
     order = tx.conn.execute(
         orders.insert()
         .values(

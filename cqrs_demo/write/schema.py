@@ -26,7 +26,9 @@ products = sa.Table(
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("price", MONEY, nullable=False),
-    sa.Column("quantity", sa.Integer, nullable=False),
+    # Wider than any quantity a client may set (2**31 - 1), so restocking a product whose
+    # quantity was set to the maximum after it was ordered cannot overflow.
+    sa.Column("quantity", sa.BigInteger, nullable=False),
     sa.Column("sku", sa.String(64), nullable=False, unique=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -36,6 +36,11 @@ class CommandTransaction:
 
 
 @contextmanager
-def command_transaction(engine: Engine, received_at: datetime | None = None) -> Iterator[CommandTransaction]:
+def command_transaction(
+    engine: Engine, received_at: datetime | None = None, after_commit: Callable[[list[Event]], None] | None = None
+) -> Iterator[CommandTransaction]:
     with engine.begin() as conn:
-        yield CommandTransaction(conn, received_at or datetime.now(timezone.utc))
+        tx = CommandTransaction(conn, received_at or datetime.now(timezone.utc))
+        yield tx
+    if after_commit and tx.events:
+        after_commit(tx.events)
