@@ -28,7 +28,7 @@ def sample(stack) -> dict:
             sa.select(sa.func.count(), sa.func.count().filter(outbox.c.published_at.is_(None)))
         ).one()
     status = queries.projection_status(stack.read_db)
-    counts = projector_queue_counts(stack.settings)
+    counts = projector_queue_counts(stack.observer_settings)
     return {
         "time": time.time(),
         "outbox_backlog": unpublished,

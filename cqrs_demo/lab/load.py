@@ -32,6 +32,11 @@ class LoadGenerator:
             self._local.client = WorkbenchClient(self.stack.command_url, self.stack.query_url)
         return self._local.client
 
+    def prepare(self) -> list[int]:
+        """Create the products the load will update (once); their ids."""
+        self._seed_products()
+        return self._ids
+
     def _seed_products(self) -> None:
         if self._ids:
             return
@@ -42,7 +47,7 @@ class LoadGenerator:
             )
             self._ids.append(exchange.body["id"])
 
-    def _one(self, number: int, due: float) -> dict:
+    def _one(self, number: int, due: float, wait_visible: bool) -> dict:
         time.sleep(max(0.0, due - time.monotonic()))
         client = self._client()
         product_id = self._ids[number % len(self._ids)]
@@ -53,18 +58,22 @@ class LoadGenerator:
         written = time.perf_counter()
         row = {"n": number, "product_id": product_id, "status": exchange.status, "sent_at": sent_at,
                "write_ms": (written - started) * 1000}
-        if exchange.ok:
+        if exchange.ok and wait_visible:
             check = client.product(product_id, min_version=exchange.body["version"])
             row["visible_ms"] = (time.perf_counter() - started) * 1000 if check.status == 200 else float("nan")
         return row
 
-    def run(self, commands: int = 200, rate: float = 50.0, threads: int = 8, progress: bool = True) -> pd.DataFrame:
-        """Send `commands` product updates at `rate` per second; a row per command."""
+    def run(self, commands: int = 200, rate: float = 50.0, threads: int = 8, progress: bool = True,
+            wait_visible: bool = True) -> pd.DataFrame:
+        """Send `commands` product updates at `rate` per second; a row per command.
+
+        With `wait_visible`, each command is also timed until the query service serves it.
+        """
         self._seed_products()
         start = time.monotonic() + 0.05
         rows = []
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            futures = [pool.submit(self._one, n, start + n / rate) for n in range(commands)]
+            futures = [pool.submit(self._one, n, start + n / rate, wait_visible) for n in range(commands)]
             for future in tqdm(futures, total=commands, disable=not progress, desc=f"{rate:g} commands/s"):
                 rows.append(future.result())
         return pd.DataFrame(rows).sort_values("n").reset_index(drop=True)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import signal
 
 import pandas as pd
+import pika
 import sqlalchemy as sa
 
 from cqrs_demo import config
 from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
 from cqrs_demo.messaging import topology
+from cqrs_demo.lab.proxy import LinkProxy
 from cqrs_demo.runtime import backing
 from cqrs_demo.runtime.ports import free_port
 from cqrs_demo.runtime.stack import Stack, StackError
@@ -26,11 +28,22 @@ PAUSABLE = ("relay", "projector")
 class LabStack:
     """The whole stack for one notebook: `start()`, then `command_url`, `query_url`, `engine`, `read_db`."""
 
-    def __init__(self, namespace: str, **settings) -> None:
+    def __init__(self, namespace: str, faults: bool = False, **settings) -> None:
         base = config.from_environment()
         self.settings = base.with_(
             namespace=namespace, command_port=free_port(), query_port=free_port(), **settings
         )
+        # What the workbench itself uses to watch RabbitMQ: the real broker, never the proxy,
+        # so a staged outage blinds the stack and not the observer.
+        self.observer_settings = self.settings
+        self.broker_link: LinkProxy | None = None
+        if faults:
+            params = pika.URLParameters(self.settings.amqp_url)
+            self.broker_link = LinkProxy(params.host, params.port)
+            proxied = self.settings.amqp_url.replace(f"{params.host}:{params.port}", f"127.0.0.1:{self.broker_link.port}")
+            if proxied == self.settings.amqp_url:
+                raise ValueError(f"cannot route {self.settings.amqp_url} through the fault proxy; give host:port")
+            self.settings = self.settings.with_(amqp_url=proxied)
         self._stack: Stack | None = None
         self._engine = None
         self._mongo = None
@@ -40,16 +53,21 @@ class LabStack:
     def start(self, fresh: bool = True) -> "LabStack":
         """Start every process and wait until each is healthy. `fresh` empties the namespace first."""
         self._stop_leftover()
-        backing.ensure(self.settings)
+        backing.ensure(self.observer_settings)
+        if self.broker_link:
+            self.broker_link.start()
         if fresh:
             self._remove_data()
         self._stack = Stack(self.settings).start()
         self.settings = self._stack.settings  # now carries the stand-in's URL
+        self.observer_settings = self.observer_settings.with_(mongo_url=self.settings.mongo_url)
         return self
 
     def stop(self) -> None:
         if self._stack:
             self._stack.stop()
+        if self.broker_link:
+            self.broker_link.stop()
         if self._engine is not None:
             self._engine.dispose()
         if self._mongo is not None:
@@ -159,7 +177,7 @@ class LabStack:
             drop_schema(self.settings, engine)
         finally:
             engine.dispose()
-        connection = amqp_connection(self.settings)
+        connection = amqp_connection(self.observer_settings)
         try:
             topology.delete_all(connection.channel(), self.settings)
         finally:

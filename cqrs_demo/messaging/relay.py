@@ -29,6 +29,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from cqrs_demo import failpoints
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_connection, write_engine
 from cqrs_demo.messaging import topology
@@ -70,8 +71,8 @@ class OutboxRelay:
             settings, connect_args={"application_name": application_name(settings)}
         )
         self.batch_size = batch_size
-        # A hook between "broker confirmed" and "row marked": where a crash duplicates, not loses.
-        self.before_mark = before_mark
+        # Between "broker confirmed" and "row marked": where a crash duplicates, never loses.
+        self.before_mark = before_mark or (lambda positions: failpoints.trip(settings, failpoints.RELAY_BEFORE_MARK))
         self.published = 0
         self.is_leader = False
 
@@ -112,8 +113,7 @@ class OutboxRelay:
         for row in rows:
             self._publish(channel, row)
         positions = [row.position for row in rows]
-        if self.before_mark:
-            self.before_mark(positions)
+        self.before_mark(positions)
         conn.execute(
             outbox.update()
             .where(outbox.c.position.in_(positions))

@@ -21,6 +21,7 @@ from typing import Any
 import pika.exceptions
 import pymongo.errors
 
+from cqrs_demo import failpoints
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_connection, mongo_client
 from cqrs_demo.messaging import topology
@@ -103,6 +104,7 @@ class Projector:
             return
         if headers.get(REPLAY_HEADER) and outcome is Outcome.APPLIED:
             self._unpark(event)
+        failpoints.trip(self.settings, failpoints.PROJECTOR_BEFORE_ACK)
         if not auto_ack:
             channel.basic_ack(method.delivery_tag)
 

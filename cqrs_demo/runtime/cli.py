@@ -112,6 +112,23 @@ def cmd_check(settings: Settings, args) -> int:
     return 0 if result["equal"] else 1
 
 
+def cmd_rebuild(settings: Settings, args) -> int:
+    from tqdm import tqdm
+
+    from cqrs_demo.connections import read_database, write_engine
+    from cqrs_demo.read.rebuild import count_events, rebuild
+
+    settings = _with_recorded_mongo(settings)
+    engine = write_engine(settings)
+    try:
+        with tqdm(total=count_events(engine), unit="event", desc="rebuilding") as bar:
+            counts = rebuild(engine, read_database(settings), bar.update)
+    finally:
+        engine.dispose()
+    print(json.dumps(counts))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="cqrs-demo", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -127,6 +144,9 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="compare the write model with the read model")
     check.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the read model to catch up")
     check.set_defaults(run=cmd_check)
+    commands.add_parser(
+        "rebuild", help="drop the read model and rebuild it from the event log in the outbox"
+    ).set_defaults(run=cmd_rebuild)
     return top
 
 

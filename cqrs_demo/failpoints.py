@@ -1,0 +1,41 @@
+"""Failpoints: named places where a process can be told to die, to show what a crash there does.
+
+The workbench arms one by creating a file `<run dir>/<namespace>/failpoints/<name>`; the next
+time the process passes that place it removes the file and kills itself with SIGKILL, exactly
+as a power cut would: no cleanup, no goodbye. Unarmed, a failpoint costs one `stat` call.
+
+- `relay.before_mark`: the broker has confirmed a batch, the outbox rows are not yet marked.
+- `projector.before_ack`: MongoDB has the change, RabbitMQ has not been acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from cqrs_demo.config import Settings
+
+RELAY_BEFORE_MARK = "relay.before_mark"
+PROJECTOR_BEFORE_ACK = "projector.before_ack"
+NAMES = (RELAY_BEFORE_MARK, PROJECTOR_BEFORE_ACK)
+
+
+def path(settings: Settings, name: str) -> Path:
+    if name not in NAMES:
+        raise ValueError(f"unknown failpoint {name!r}; known: {', '.join(NAMES)}")
+    return settings.stack_dir / "failpoints" / name
+
+
+def arm(settings: Settings, name: str) -> None:
+    target = path(settings, name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch()
+
+
+def trip(settings: Settings, name: str) -> None:
+    """Die here if `name` is armed."""
+    target = settings.stack_dir / "failpoints" / name
+    if target.exists():
+        target.unlink(missing_ok=True)
+        os.kill(os.getpid(), signal.SIGKILL)

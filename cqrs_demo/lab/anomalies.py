@@ -1,0 +1,59 @@
+"""Counting what went wrong, measured against PostgreSQL, the record of what really happened.
+
+The outbox holds every event the write side committed. The projector's application log (a
+stack started with `projection_audit=True`) holds every time it applied one. Comparing them:
+- lost: committed events never applied;
+- applied twice: applications beyond the first of the same event;
+- out of order: applications over a newer version of the same document;
+- stale at the end: products whose read model is behind PostgreSQL once everything settled.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+import sqlalchemy as sa
+
+from cqrs_demo.read.projector import APPLICATIONS
+from cqrs_demo.read.versioned import Outcome
+from cqrs_demo.write.schema import outbox, products
+
+APPLYING = {Outcome.APPLIED.value, Outcome.REAPPLIED.value, Outcome.OVERWROTE_NEWER.value}
+
+
+def measure(stack) -> dict[str, int]:
+    with stack.engine.connect() as conn:
+        committed = {row.event_id for row in conn.execute(sa.select(outbox.c.event_id))}
+        versions = dict(conn.execute(sa.select(products.c.id, products.c.version)).all())
+    applications = list(stack.read_db[APPLICATIONS].find({}, {"event_id": 1, "outcome": 1}))
+    applied = Counter(a["event_id"] for a in applications if a["outcome"] in APPLYING)
+    read_versions = {d["_id"]: d["version"] for d in stack.read_db["products"].find({}, {"version": 1})}
+    return {
+        "events committed": len(committed),
+        "events lost": sum(1 for event_id in committed if applied[event_id] == 0),
+        "events applied twice": sum(count - 1 for count in applied.values() if count > 1),
+        "events applied out of order": sum(1 for a in applications if a["outcome"] == Outcome.OVERWROTE_NEWER.value),
+        "products stale at the end": sum(1 for pid, v in versions.items() if read_versions.get(pid, 0) < v),
+    }
+
+
+def committed_between(stack, start: float, end: float) -> int:
+    """Events committed in a window of epoch seconds: what a lost-while-down design loses."""
+    with stack.engine.connect() as conn:
+        return conn.scalar(
+            sa.select(sa.func.count()).where(
+                outbox.c.committed_at >= sa.func.to_timestamp(start), outbox.c.committed_at <= sa.func.to_timestamp(end)
+            )
+        )
+
+
+def compare(predicted: dict, observed: dict[str, int]) -> pd.DataFrame:
+    """Predicted next to observed. A prediction is a count (exactly this) or (count, ">=") (at least)."""
+    rows = []
+    for name, seen in observed.items():
+        expected, rule = predicted[name] if isinstance(predicted[name], tuple) else (predicted[name], "=")
+        holds = seen >= expected if rule == ">=" else seen == expected
+        rows.append({"anomaly": name, "predicted": f"{rule} {expected}" if rule != "=" else expected,
+                     "observed": seen, "as predicted": holds})
+    return pd.DataFrame(rows).set_index("anomaly")

@@ -1,0 +1,99 @@
+"""A TCP proxy that can cut a link on demand: how the workbench stages a broker outage.
+
+Stopping the real RabbitMQ would break every other stack and test run on the machine, so a
+stack started with `faults=True` reaches RabbitMQ through one of these instead. `cut()` drops
+every open connection and refuses new ones until `restore()`: from the stack's processes it
+looks exactly like the broker going away and coming back, and nobody else is touched.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from cqrs_demo.runtime.ports import free_port
+
+
+class LinkProxy:
+    def __init__(self, target_host: str, target_port: int, port: int | None = None) -> None:
+        self.target = (target_host, target_port)
+        self.port = port or free_port()
+        self._cut = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self._running = threading.Event()
+
+    @property
+    def is_cut(self) -> bool:
+        return self._cut.is_set()
+
+    def start(self) -> "LinkProxy":
+        self._listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._running.set()
+        threading.Thread(target=self._accept, name="link-proxy", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._running.clear()
+        if self._listener:
+            self._listener.close()
+        self._drop_all()
+
+    def cut(self) -> None:
+        self._cut.set()
+        self._drop_all()
+
+    def restore(self) -> None:
+        self._cut.clear()
+
+    def _drop_all(self) -> None:
+        with self._lock:
+            sockets, self._open = self._open, set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def _accept(self) -> None:
+        while self._running.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._open |= {client, upstream}
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._open -= {source, sink}
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
