@@ -12,6 +12,7 @@ Collections in the namespace's MongoDB database:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -30,18 +31,38 @@ def cents(amount: str) -> int:
     return int((Decimal(amount) * 100).to_integral_exact())
 
 
+@dataclass(frozen=True)
+class Change:
+    """One version-checked write an event makes to one read document."""
+
+    collection: str
+    doc_id: Any
+    version: int
+    set: dict[str, Any]
+    inc: dict[str, Any] = field(default_factory=dict)
+
+
 def project(db, event: Event, trace: dict[str, Any] | None = None, dedup: bool = True) -> Outcome:
     """Apply one event to the read model; see `versioned` for why this is safe to repeat.
 
     `dedup=False` drops the version check, to demonstrate what it prevents; never the default.
     """
-    meta = _meta(event, trace or {})
     apply = apply_versioned if dedup else apply_unchecked
+    outcomes = [
+        apply(db[c.collection], c.doc_id, c.version, c.set, c.inc or None)
+        for c in changes(event, trace, unchecked=not dedup)
+    ]
+    return Outcome.combine(outcomes)
+
+
+def changes(event: Event, trace: dict[str, Any] | None = None, unchecked: bool = False) -> list[Change]:
+    """The writes an event makes, in the order they must be made; MalformedEvent if it cannot."""
+    meta = _meta(event, trace or {})
     try:
         if event.aggregate_type == "product":
-            return _project_product(db, event, meta, apply)
+            return _product_changes(event, meta, unchecked)
         if event.aggregate_type == "order":
-            return _project_order(db, event, meta, apply)
+            return [Change(ORDERS, event.aggregate_id, event.aggregate_version, {**_order_fields(event), **meta})]
     except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
         raise MalformedEvent(f"payload of {event.type} does not fit the contract: {exc!r}") from None
     raise MalformedEvent(f"unknown aggregate type {event.aggregate_type!r}")
@@ -69,7 +90,7 @@ def _product_fields(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _project_product(db, event: Event, meta: dict[str, Any], apply) -> Outcome:
+def _product_changes(event: Event, meta: dict[str, Any], unchecked: bool) -> list[Change]:
     payload, version, pid = event.payload, event.aggregate_version, event.aggregate_id
     sales_inc: dict[str, int] = {}
     if event.type in (events.PRODUCT_CREATED, events.PRODUCT_UPDATED):
@@ -87,17 +108,16 @@ def _project_product(db, event: Event, meta: dict[str, Any], apply) -> Outcome:
         }
     else:
         raise MalformedEvent(f"{event.type} is not a product event")
-    if version == 1 or apply is apply_unchecked:
+    if version == 1 or unchecked:
         sales_inc = {"units_sold": 0, "revenue_cents": 0, **sales_inc}
     # Sales first: a reader who waited for the product's version then sees its sales too.
-    outcomes = [
-        apply(db[SALES], pid, version, {**sales_set, "position": event.position}, sales_inc),
-        apply(db[PRODUCTS], pid, version, {**fields, **meta}),
+    return [
+        Change(SALES, pid, version, {**sales_set, "position": event.position}, sales_inc),
+        Change(PRODUCTS, pid, version, {**fields, **meta}),
     ]
-    return Outcome.combine(outcomes)
 
 
-def _project_order(db, event: Event, meta: dict[str, Any], apply) -> Outcome:
+def _order_fields(event: Event) -> dict[str, Any]:
     payload = event.payload
     if event.type == events.ORDER_PLACED:
         lines = [
@@ -112,18 +132,16 @@ def _project_order(db, event: Event, meta: dict[str, Any], apply) -> Outcome:
             }
             for line in payload["lines"]
         ]
-        fields = {
+        return {
             "customer": payload["customer"],
             "status": payload["status"],
             "total_cents": cents(payload["total"]),
             "lines": lines,
             "placed_at": datetime.fromisoformat(payload["placed_at"]),
         }
-    elif event.type == events.ORDER_CANCELLED:
-        fields = {"status": payload["status"], "cancelled_at": datetime.fromisoformat(payload["cancelled_at"])}
-    else:
-        raise MalformedEvent(f"{event.type} is not an order event")
-    return apply(db[ORDERS], event.aggregate_id, event.aggregate_version, {**fields, **meta})
+    if event.type == events.ORDER_CANCELLED:
+        return {"status": payload["status"], "cancelled_at": datetime.fromisoformat(payload["cancelled_at"])}
+    raise MalformedEvent(f"{event.type} is not an order event")
 
 
 COUNTERS = {
@@ -137,13 +155,20 @@ COUNTERS = {
 
 def record_status(db, event: Event, outcome: Outcome, lag_ms: float | None) -> None:
     """The projector's status record: what it applied, skipped and how far behind it runs."""
-    counter = COUNTERS[outcome]
-    update: dict[str, Any] = {
-        "$inc": {counter: 1},
-        "$set": {"updated_at": datetime.now(timezone.utc)},
-    }
-    if outcome is not Outcome.DUPLICATE and outcome is not Outcome.GAP:
-        update["$max"] = {"last_position": event.position}
+    record_statuses(db, [(event, outcome)], lag_ms)
+
+
+def record_statuses(db, results: list[tuple[Event, Outcome]], lag_ms: float | None) -> None:
+    """`record_status` for a batch, in one write."""
+    if not results:
+        return
+    counts: dict[str, int] = {}
+    for _, outcome in results:
+        counts[COUNTERS[outcome]] = counts.get(COUNTERS[outcome], 0) + 1
+    update: dict[str, Any] = {"$inc": counts, "$set": {"updated_at": datetime.now(timezone.utc)}}
+    progressed = [e.position for e, o in results if o is not Outcome.DUPLICATE and o is not Outcome.GAP]
+    if progressed:
+        update["$max"] = {"last_position": max(progressed)}
         if lag_ms is not None:
             update["$set"]["last_lag_ms"] = round(lag_ms, 3)
     db[STATUS].update_one({"_id": "projector"}, update, upsert=True)

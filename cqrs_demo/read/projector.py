@@ -1,7 +1,8 @@
 """The projector: consumes events from RabbitMQ and applies them to the MongoDB read model.
 
-It consumes from a durable queue with manual acknowledgements and a prefetch window. A message
-is acknowledged only after its effect is in MongoDB (or it proved a duplicate), so a crash at
+It consumes from a durable queue with manual acknowledgements and a prefetch window, and applies
+whatever has arrived as one batch (see `batch`). A message is acknowledged only after its effect
+is in MongoDB (or it proved a duplicate), so a crash at
 any point redelivers it, and the version check in `versioned` makes the redelivery harmless.
 An event that arrives before its predecessor (possible with two projectors sharing the queue)
 is returned to the queue and retried, never skipped. An event that keeps failing is a poison
@@ -28,6 +29,7 @@ from cqrs_demo.messaging import topology
 from cqrs_demo.messaging.backoff import Backoff
 from cqrs_demo.messaging.events import Event, MalformedEvent
 from cqrs_demo.read import poison, projection
+from cqrs_demo.read.batch import project_batch
 from cqrs_demo.read.versioned import Outcome
 
 log = logging.getLogger(__name__)
@@ -46,67 +48,95 @@ class Projector:
         self.db = self.client[settings.mongo_database]
         self.counts: dict[str, int] = {}
         self._attempts: dict[str, int] = {}
+        self._pending: list = []
         self._stop = threading.Event()
 
-    # -- applying one event ------------------------------------------------------------------
+    # -- applying events ---------------------------------------------------------------------
 
     def apply(self, event: Event, headers: dict[str, Any] | None = None) -> Outcome:
         """Apply one event and record it in the status (and, when auditing, the application log)."""
-        headers = headers or {}
-        trace: dict[str, Any] = {"delivered_at": datetime.now(timezone.utc)}
-        if isinstance(headers.get("published_at"), str):
-            trace["published_at"] = headers["published_at"]
-        outcome = projection.project(self.db, event, trace, dedup=self.settings.projector_dedup)
-        lag_ms = (datetime.now(timezone.utc) - datetime.fromisoformat(event.committed_at)).total_seconds() * 1000
-        self._record(event, outcome, lag_ms)
+        outcome = projection.project(self.db, event, self._trace(headers), dedup=self.settings.projector_dedup)
+        self._record([(event, outcome)])
         return outcome
 
     def handle(self, body: bytes, headers: dict[str, Any] | None = None) -> Outcome:
         """Apply one message body; raises MalformedEvent for a message that is not an event."""
         return self.apply(Event.from_json(body), headers)
 
-    def _record(self, event: Event, outcome: Outcome, lag_ms: float | None) -> None:
-        name = projection.COUNTERS[outcome]
-        self.counts[name] = self.counts.get(name, 0) + 1
-        projection.record_status(self.db, event, outcome, lag_ms)
+    def _trace(self, headers: dict[str, Any] | None) -> dict[str, Any]:
+        trace: dict[str, Any] = {"delivered_at": datetime.now(timezone.utc)}
+        published_at = (headers or {}).get("published_at")
+        if isinstance(published_at, str):
+            trace["published_at"] = published_at
+        return trace
+
+    def _apply_all(self, items: list[tuple[Event, dict[str, Any]]]) -> list:
+        if self.settings.projector_dedup:
+            return project_batch(self.db, items)
+        results = []
+        for event, trace in items:
+            try:
+                results.append(projection.project(self.db, event, trace, dedup=False))
+            except MalformedEvent as exc:
+                results.append(exc)
+        return results
+
+    def _record(self, results: list[tuple[Event, Outcome]]) -> None:
+        for _, outcome in results:
+            name = projection.COUNTERS[outcome]
+            self.counts[name] = self.counts.get(name, 0) + 1
+        newest = max((event for event, _ in results), key=lambda e: e.position)
+        lag_ms = (datetime.now(timezone.utc) - datetime.fromisoformat(newest.committed_at)).total_seconds() * 1000
+        projection.record_statuses(self.db, results, lag_ms)
         if self.settings.projection_audit:
-            self.db[APPLICATIONS].insert_one(
-                {"event_id": event.event_id, "position": event.position, "aggregate_type": event.aggregate_type,
-                 "aggregate_id": event.aggregate_id, "version": event.aggregate_version,
-                 "outcome": outcome.value, "at": datetime.now(timezone.utc)}
+            now = datetime.now(timezone.utc)
+            self.db[APPLICATIONS].insert_many(
+                [
+                    {"event_id": e.event_id, "position": e.position, "aggregate_type": e.aggregate_type,
+                     "aggregate_id": e.aggregate_id, "version": e.aggregate_version, "outcome": o.value, "at": now}
+                    for e, o in results
+                ]
             )
 
     def _count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
         self.db[projection.STATUS].update_one({"_id": "projector"}, {"$inc": {name: 1}}, upsert=True)
 
-    # -- one delivery ------------------------------------------------------------------------
+    # -- a batch of deliveries ---------------------------------------------------------------
 
     def _on_message(self, channel, method, properties, body) -> None:
+        self._pending.append((method, properties, body))
+
+    def _flush(self, channel) -> None:
+        """Apply every delivery received so far, then acknowledge each as its outcome says."""
+        deliveries, self._pending = self._pending, []
         auto_ack = self.settings.auto_ack
-        headers = properties.headers or {}
-        try:
-            event = Event.from_json(body)
-        except MalformedEvent as exc:
-            log.error("dead-lettering message %s: %s", properties.message_id, exc)
-            self._count("dead_lettered")
-            if not auto_ack:
-                channel.basic_reject(method.delivery_tag, requeue=False)
+        parsed = []
+        for method, properties, body in deliveries:
+            try:
+                parsed.append((method, properties.headers or {}, Event.from_json(body)))
+            except MalformedEvent as exc:
+                log.error("dead-lettering message %s: %s", properties.message_id, exc)
+                self._count("dead_lettered")
+                if not auto_ack:
+                    channel.basic_reject(method.delivery_tag, requeue=False)
+        if not parsed:
             return
-        try:
-            outcome = self.apply(event, headers)
-        except MalformedEvent as exc:
-            self._poisoned(channel, method, event, exc)
-            return
-        self._attempts.pop(event.event_id, None)
-        if outcome is Outcome.GAP and not auto_ack:
-            self._gap(channel, method, event)
-            return
-        if headers.get(REPLAY_HEADER) and outcome is Outcome.APPLIED:
-            self._unpark(event)
+        results = self._apply_all([(event, self._trace(headers)) for _, headers, event in parsed])
+        self._record([(e, r) for (_, _, e), r in zip(parsed, results) if isinstance(r, Outcome)])
         failpoints.trip(self.settings, failpoints.PROJECTOR_BEFORE_ACK)
-        if not auto_ack:
-            channel.basic_ack(method.delivery_tag)
+        for (method, headers, event), result in zip(parsed, results):
+            if isinstance(result, MalformedEvent):
+                self._poisoned(channel, method, event, result)
+                continue
+            self._attempts.pop(event.event_id, None)
+            if result is Outcome.GAP and not auto_ack:
+                self._gap(channel, method, event)
+                continue
+            if headers.get(REPLAY_HEADER) and result is Outcome.APPLIED:
+                self._unpark(event)
+            if not auto_ack:
+                channel.basic_ack(method.delivery_tag)
 
     def _poisoned(self, channel, method, event: Event, exc: Exception) -> None:
         attempts = self._attempts.get(event.event_id, 0) + 1
@@ -150,6 +180,7 @@ class Projector:
         backoff = Backoff()
         while not stop.is_set():
             connection = None
+            self._pending = []  # deliveries of a lost connection are redelivered by the broker
             try:
                 connection = amqp_connection(self.settings)
                 channel = connection.channel()
@@ -161,6 +192,9 @@ class Projector:
                 backoff.reset()
                 while not stop.is_set():
                     connection.process_data_events(time_limit=0.2)
+                    if self._pending:
+                        connection.process_data_events(time_limit=0)  # whatever else has arrived
+                        self._flush(channel)
             except RECOVERABLE as exc:
                 delay = backoff.next()
                 log.warning("projector lost a connection (%s); retrying in %.1fs", exc, delay)
