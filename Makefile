@@ -5,12 +5,13 @@
 #   make test   every test, and every notebook under nbval, against the real servers
 #   make run    the stack alone, in the foreground, on ports 8080 and 8081
 #   make tour   every notebook executed headless into HTML under build/tour/
+#   make bench  the benchmarks: JSON and charts under benchmarks/results/
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lab run test tour clean
+.PHONY: install lab run test tour bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +37,6 @@ tour: install
 
 clean:
 	rm -rf $(VENV) .run build .pytest_cache
+
+bench: install
+	$(BIN)/cqrs-demo bench

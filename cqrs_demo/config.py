@@ -35,7 +35,7 @@ class Settings:
     read_wait_seconds: float = 2.0
     relay_poll_seconds: float = 1.0
     relay_listen: bool = True
-    projector_prefetch: int = 100
+    projector_prefetch: int = 500
     run_dir: Path = Path(".run")
     # How events travel, and which guarantees the projector keeps. The defaults are the safe
     # design; the others exist to show, side by side, what each guarantee buys.
@@ -157,7 +157,7 @@ def from_environment(env=None) -> Settings:
         read_wait_seconds=_float(env, "CQRS_READ_WAIT_SECONDS", 2.0),
         relay_poll_seconds=_float(env, "CQRS_RELAY_POLL_SECONDS", 1.0),
         relay_listen=_bool(env, "CQRS_RELAY_LISTEN", True),
-        projector_prefetch=_int(env, "CQRS_PROJECTOR_PREFETCH", 100),
+        projector_prefetch=_int(env, "CQRS_PROJECTOR_PREFETCH", 500),
         run_dir=Path(env.get("CQRS_RUN_DIR") or ".run"),
         delivery=env.get("CQRS_DELIVERY") or "outbox",
         projector_ack=env.get("CQRS_PROJECTOR_ACK") or "manual",

@@ -8,7 +8,6 @@ first got it: the write-to-visible latency a user of the system would see.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +19,9 @@ from cqrs_demo.lab.client import WorkbenchClient
 
 
 class LoadGenerator:
-    def __init__(self, stack, products: int = 20, seed: int = 7) -> None:
+    def __init__(self, stack, products: int = 20) -> None:
         self.stack = stack
         self.products = products
-        self.random = random.Random(seed)
         self._local = threading.local()
         self._ids: list[int] = []
 
@@ -58,6 +56,8 @@ class LoadGenerator:
         written = time.perf_counter()
         row = {"n": number, "product_id": product_id, "status": exchange.status, "sent_at": sent_at,
                "write_ms": (written - started) * 1000}
+        if exchange.ok:
+            row["position"] = exchange.body["position"]
         if exchange.ok and wait_visible:
             check = client.product(product_id, min_version=exchange.body["version"])
             row["visible_ms"] = (time.perf_counter() - started) * 1000 if check.status == 200 else float("nan")

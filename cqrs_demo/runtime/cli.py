@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from cqrs_demo import config
 from cqrs_demo.config import ConfigError, Settings
@@ -129,6 +130,23 @@ def cmd_rebuild(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args) -> int:
+    from cqrs_demo.bench import record
+    from cqrs_demo.bench.scenarios import SCENARIOS
+
+    names = args.only or list(SCENARIOS)
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        print(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    for name in names:
+        print(f"running {name} ...", flush=True)
+        parameters, results, figure = SCENARIOS[name](quick=args.quick)
+        path = record.write(name, {**parameters, "quick": args.quick}, results, figure, args.out)
+        print(f"  wrote {path}", flush=True)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="cqrs-demo", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -147,6 +165,11 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "rebuild", help="drop the read model and rebuild it from the event log in the outbox"
     ).set_defaults(run=cmd_rebuild)
+    bench = commands.add_parser("bench", help="run the benchmarks; results to benchmarks/results/")
+    bench.add_argument("--quick", action="store_true", help="short runs (a minute or two in all)")
+    bench.add_argument("--only", nargs="*", help="scenario names to run")
+    bench.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where results go")
+    bench.set_defaults(run=cmd_bench)
     return top
 
 
