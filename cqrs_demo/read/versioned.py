@@ -50,9 +50,7 @@ def apply_versioned(
         except DuplicateKeyError:
             return Outcome.DUPLICATE
         return Outcome.APPLIED
-    update: dict[str, Any] = {"$set": {**set_fields, "version": version}}
-    if inc_fields:
-        update["$inc"] = inc_fields
+    update = _update(version, set_fields, inc_fields)
     result = collection.update_one({"_id": doc_id, "version": version - 1}, update)
     if result.matched_count == 1:
         return Outcome.APPLIED
@@ -70,13 +68,17 @@ def apply_unchecked(
     inc_fields: dict[str, Any] | None = None,
 ) -> Outcome:
     """Apply whatever arrives, as a consumer without deduplication does; report what that did."""
-    update: dict[str, Any] = {"$set": {**set_fields, "version": version}}
-    if inc_fields:
-        update["$inc"] = inc_fields
-    before = collection.find_one_and_update({"_id": doc_id}, update, upsert=True)
+    before = collection.find_one_and_update({"_id": doc_id}, _update(version, set_fields, inc_fields), upsert=True)
     previous = before["version"] if before else 0
     if previous > version:
         return Outcome.OVERWROTE_NEWER
     if previous == version:
         return Outcome.REAPPLIED
     return Outcome.APPLIED
+
+
+def _update(version: int, set_fields: dict[str, Any], inc_fields: dict[str, Any] | None) -> dict[str, Any]:
+    update: dict[str, Any] = {"$set": {**set_fields, "version": version}}
+    if inc_fields:
+        update["$inc"] = inc_fields
+    return update
