@@ -24,6 +24,7 @@ from cqrs_demo.errors import (
     ValidationFailed,
 )
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ def json_body(req: Request | None = None) -> dict[str, Any]:
         data = simplejson.loads(raw.decode("utf-8"), use_decimal=True)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJson(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedJson("request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValidationFailed("request body must be a JSON object", fields={"body": "must be an object"})
     return data
@@ -76,8 +79,21 @@ def validated(model, data: dict[str, Any]):
         raise ValidationFailed.from_pydantic(exc) from None
 
 
+class IdConverter(BaseConverter):
+    """A numeric id in a path. Longer than any id can be (19 digits) matches no route: a 404."""
+
+    regex = r"\d{1,19}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
 def install(app: Flask) -> None:
-    """Give an app the shared JSON handling, error mapping and size limit."""
+    """Give an app the shared JSON handling, error mapping, id converter and size limit."""
+    app.url_map.converters["id"] = IdConverter
     app.json = JsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 

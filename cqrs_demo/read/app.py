@@ -65,7 +65,7 @@ def list_products():
     return _page(items, total, params.limit, params.offset)
 
 
-@api.get("/api/products/<int:product_id>")
+@api.get("/api/products/<id:product_id>")
 def get_product(product_id: int):
     params = parse(ReadYourWrites, request.args)
     return _versioned(queries.get_product(_db(), product_id, params.min_version, _wait_seconds()))
@@ -78,7 +78,7 @@ def list_orders():
     return _page(items, total, params.limit, params.offset)
 
 
-@api.get("/api/orders/<int:order_id>")
+@api.get("/api/orders/<id:order_id>")
 def get_order(order_id: int):
     params = parse(ReadYourWrites, request.args)
     return _versioned(queries.get_order(_db(), order_id, params.min_version, _wait_seconds()))

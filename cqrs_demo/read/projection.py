@@ -62,7 +62,8 @@ def changes(event: Event, trace: dict[str, Any] | None = None, unchecked: bool =
         if event.aggregate_type == "product":
             return _product_changes(event, meta, unchecked)
         if event.aggregate_type == "order":
-            return [Change(ORDERS, event.aggregate_id, event.aggregate_version, {**_order_fields(event), **meta})]
+            fields = {**_order_fields(event), **meta, "id": event.aggregate_id}
+            return [Change(ORDERS, event.aggregate_id, event.aggregate_version, fields)]
     except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
         raise MalformedEvent(f"payload of {event.type} does not fit the contract: {exc!r}") from None
     raise MalformedEvent(f"unknown aggregate type {event.aggregate_type!r}")
@@ -112,8 +113,8 @@ def _product_changes(event: Event, meta: dict[str, Any], unchecked: bool) -> lis
         sales_inc = {"units_sold": 0, "revenue_cents": 0, **sales_inc}
     # Sales first: a reader who waited for the product's version then sees its sales too.
     return [
-        Change(SALES, pid, version, {**sales_set, "position": event.position}, sales_inc),
-        Change(PRODUCTS, pid, version, {**fields, **meta}),
+        Change(SALES, pid, version, {**sales_set, "id": pid, "position": event.position}, sales_inc),
+        Change(PRODUCTS, pid, version, {**fields, **meta, "id": pid}),
     ]
 
 
@@ -175,6 +176,8 @@ def record_statuses(db, results: list[tuple[Event, Outcome]], lag_ms: float | No
 
 
 def ensure_indexes(db) -> None:
+    for collection in (PRODUCTS, ORDERS, SALES):
+        db[collection].create_index("id")
     db[PRODUCTS].create_index("sku")
     db[ORDERS].create_index("customer")
     db[SALES].create_index("units_sold")

@@ -12,7 +12,9 @@ from cqrs_demo.errors import NotFound, ReadModelBehind
 from cqrs_demo.read import projection
 from cqrs_demo.read.params import OrderListParams, ProductListParams
 
-_SORTS = {"id": "_id", "name": "name", "price": "price_cents", "quantity": "quantity"}
+# Sorting uses the plain `id` field every document carries beside `_id`: the same number, but
+# some MongoDB-compatible servers order `_id` values as text (1, 10, 2), never a plain field.
+_SORTS = {"id": "id", "name": "name", "price": "price_cents", "quantity": "quantity"}
 _POLL_SECONDS = 0.002
 
 
@@ -95,7 +97,7 @@ def list_products(db, params: ProductListParams) -> tuple[list[dict[str, Any]], 
         query["quantity"] = {"$gt": 0} if params.in_stock else {"$lte": 0}
     field = _SORTS[params.sort.lstrip("-")]
     direction = -1 if params.sort.startswith("-") else 1
-    order = [(field, direction)] + ([("_id", 1)] if field != "_id" else [])
+    order = [(field, direction)] + ([("id", 1)] if field != "id" else [])
     collection = db[projection.PRODUCTS]
     docs = collection.find(query).sort(order).skip(params.offset).limit(params.limit)
     return [product_view(doc) for doc in docs], collection.count_documents(query)
@@ -115,7 +117,7 @@ def list_orders(db, params: OrderListParams) -> tuple[list[dict[str, Any]], int]
     if params.status is not None:
         query["status"] = params.status
     collection = db[projection.ORDERS]
-    docs = collection.find(query).sort([("_id", 1)]).skip(params.offset).limit(params.limit)
+    docs = collection.find(query).sort([("id", 1)]).skip(params.offset).limit(params.limit)
     return [order_view(doc) for doc in docs], collection.count_documents(query)
 
 
@@ -127,7 +129,7 @@ def get_order(db, order_id: int, min_version: int | None, wait_seconds: float) -
 
 
 def top_products(db, limit: int) -> list[dict[str, Any]]:
-    docs = db[projection.SALES].find({"units_sold": {"$gt": 0}}).sort([("units_sold", -1), ("_id", 1)]).limit(limit)
+    docs = db[projection.SALES].find({"units_sold": {"$gt": 0}}).sort([("units_sold", -1), ("id", 1)]).limit(limit)
     return [
         {
             "product_id": doc["_id"],

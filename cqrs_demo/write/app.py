@@ -78,7 +78,7 @@ def create_product():
     return response
 
 
-@api.put("/api/products/<int:product_id>")
+@api.put("/api/products/<id:product_id>")
 def replace_product(product_id: int):
     fields = web.validated(ProductFields, web.json_body())
     with _transaction() as tx:
@@ -86,7 +86,7 @@ def replace_product(product_id: int):
     return _product_response(product)
 
 
-@api.patch("/api/products/<int:product_id>")
+@api.patch("/api/products/<id:product_id>")
 def patch_product(product_id: int):
     patch = web.validated(ProductPatch, web.json_body())
     with _transaction() as tx:
@@ -94,7 +94,7 @@ def patch_product(product_id: int):
     return _product_response(product)
 
 
-@api.delete("/api/products/<int:product_id>")
+@api.delete("/api/products/<id:product_id>")
 def delete_product(product_id: int):
     with _transaction() as tx:
         result = products.delete(tx, product_id, expected_version())
@@ -112,7 +112,7 @@ def place_order():
     return response
 
 
-@api.post("/api/orders/<int:order_id>/cancel")
+@api.post("/api/orders/<id:order_id>/cancel")
 def cancel_order(order_id: int):
     with _transaction() as tx:
         order = orders.cancel(tx, order_id)

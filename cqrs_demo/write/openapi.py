@@ -45,6 +45,41 @@ DELETED = {
     },
 }
 
+ORDER_LINE_COMMAND = {
+    "type": "object",
+    "required": ["quantity"],
+    "additionalProperties": False,
+    "description": "name the product by exactly one of sku or product_id",
+    "properties": {
+        "sku": _FIELDS["sku"],
+        "product_id": {"type": "integer", "minimum": 1},
+        "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
+    },
+}
+PLACE_ORDER = {
+    "type": "object",
+    "required": ["customer", "lines"],
+    "additionalProperties": False,
+    "properties": {
+        "customer": _FIELDS["name"],
+        "lines": {"type": "array", "minItems": 1, "maxItems": 50, "items": {"$ref": "#/components/schemas/OrderLineCommand"}},
+    },
+}
+ORDER = {
+    "type": "object",
+    "required": ["id", "customer", "status", "total", "version", "lines"],
+    "properties": {
+        "id": {"type": "integer"},
+        "customer": {"type": "string"},
+        "status": {"type": "string", "enum": ["placed", "cancelled"]},
+        "total": {"type": "number"},
+        "version": {"type": "integer"},
+        "position": {"type": "integer", "nullable": True, "description": "null when cancelling changed nothing"},
+        "lines": {"type": "array", "items": {"type": "object"}},
+        "product_versions": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+}
+
 _ID = {"name": "product_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _IF_MATCH = {
     "name": "If-Match",
@@ -88,6 +123,8 @@ def _change(summary: str, operation_id: str, body_ref: str | None) -> dict[str, 
         operation["requestBody"] = _body(body_ref)
         responses.update(_body_errors())
         responses["409"] = openapi.error("another product already has this sku")
+    elif operation_id == "deleteProduct":
+        responses["409"] = openapi.error("product_in_open_orders: placed orders still reference it")
     return operation
 
 
@@ -110,8 +147,40 @@ def document() -> dict[str, Any]:
             "patch": _change("Change some fields of a product", "patchProduct", "#/components/schemas/ProductPatch"),
             "delete": _change("Delete a product", "deleteProduct", None),
         },
+        "/api/orders": {
+            "post": {
+                "summary": "Place an order: all lines or none, stock taken in the same transaction",
+                "operationId": "placeOrder",
+                "requestBody": _body("#/components/schemas/PlaceOrder"),
+                "responses": {
+                    "201": openapi.json_response("placed", {"$ref": "#/components/schemas/Order"}),
+                    **_body_errors(),
+                    "404": openapi.error("a line names a product that does not exist"),
+                    "409": openapi.error("insufficient_stock: `short` names each line that cannot be filled"),
+                },
+            }
+        },
+        "/api/orders/{order_id}/cancel": {
+            "post": {
+                "summary": "Cancel an order and restock it; cancelling a cancelled order changes nothing",
+                "operationId": "cancelOrder",
+                "parameters": [{"name": "order_id", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 1}}],
+                "responses": {
+                    "200": openapi.json_response("cancelled", {"$ref": "#/components/schemas/Order"}),
+                    "404": openapi.error("no order with this id"),
+                },
+            }
+        },
     }
-    schemas = {"ProductFields": PRODUCT_FIELDS, "ProductPatch": PRODUCT_PATCH, "Product": PRODUCT}
+    schemas = {
+        "ProductFields": PRODUCT_FIELDS,
+        "ProductPatch": PRODUCT_PATCH,
+        "Product": PRODUCT,
+        "OrderLineCommand": ORDER_LINE_COMMAND,
+        "PlaceOrder": PLACE_ORDER,
+        "Order": ORDER,
+    }
     return openapi.document(
         "CQRS Workbench command service",
         "Writes products and orders to PostgreSQL and records every change as an event in the outbox.",
