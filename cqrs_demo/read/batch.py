@@ -3,9 +3,9 @@
 The projector receives events in batches (its prefetch window). Within a batch, the changes to
 one document usually form a run of consecutive versions v..w: they collapse into ONE
 version-checked write (document at v-1 becomes w, fields as of w, increments summed), and all
-the collapsed writes go to MongoDB in one bulk request per collection. Each write tags the
-document with the batch's id; when the bulk result shows that not every write landed, the tag
-tells which runs did, and the events of the others are applied one by one by the ordinary
+the collapsed writes go to MongoDB in one bulk request per collection. Each write adds the
+batch's id to the document's short list of recent batches; when the bulk result shows that not
+every write landed, that list tells which runs did, and the events of the others are applied one by one by the ordinary
 `projection.project`, which sorts out duplicates and gaps exactly as it always does.
 A batch whose runs are not clean (the same version twice, a hole inside the batch) takes the
 one-by-one path from the start. Either way, each event's outcome is what one-by-one would give.
@@ -25,7 +25,8 @@ from cqrs_demo.read import projection
 from cqrs_demo.read.projection import Change
 from cqrs_demo.read.versioned import Outcome
 
-BATCH_FIELD = "batch_id"
+BATCH_FIELD = "recent_batches"
+KEEP_BATCHES = 16  # how many batch ids a document remembers; a run is checked right after its write
 Result = Outcome | MalformedEvent
 
 
@@ -66,10 +67,12 @@ def _collapse(run: list[tuple[int, Change]], batch_id: str):
         fields.update(change.set)
         for name, amount in change.inc.items():
             increments[name] = increments.get(name, 0) + amount
-    fields |= {"version": last.version, BATCH_FIELD: batch_id}
+    fields["version"] = last.version
     if first.version == 1:
-        return InsertOne({"_id": first.doc_id, **increments, **fields})
-    update: dict[str, Any] = {"$set": fields}
+        return InsertOne({"_id": first.doc_id, **increments, **fields, BATCH_FIELD: [batch_id]})
+    # Pushed, not set: another projector's batch landing on the same document right after ours
+    # must not erase the evidence that ours landed.
+    update: dict[str, Any] = {"$set": fields, "$push": {BATCH_FIELD: {"$each": [batch_id], "$slice": -KEEP_BATCHES}}}
     if increments:
         update["$inc"] = increments
     return UpdateOne({"_id": first.doc_id, "version": first.version - 1}, update)

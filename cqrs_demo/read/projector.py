@@ -82,6 +82,8 @@ class Projector:
         return results
 
     def _record(self, results: list[tuple[Event, Outcome]]) -> None:
+        if not results:
+            return
         for _, outcome in results:
             name = projection.COUNTERS[outcome]
             self.counts[name] = self.counts.get(name, 0) + 1
@@ -125,45 +127,51 @@ class Projector:
         results = self._apply_all([(event, self._trace(headers)) for _, headers, event in parsed])
         self._record([(e, r) for (_, _, e), r in zip(parsed, results) if isinstance(r, Outcome)])
         failpoints.trip(self.settings, failpoints.PROJECTOR_BEFORE_ACK)
+        retry = []
         for (method, headers, event), result in zip(parsed, results):
             if isinstance(result, MalformedEvent):
-                self._poisoned(channel, method, event, result)
+                retry += self._poisoned(channel, method, event, result)
                 continue
             self._attempts.pop(event.event_id, None)
             if result is Outcome.GAP and not auto_ack:
-                self._gap(channel, method, event)
+                retry += self._gap(channel, method, event)
                 continue
             if headers.get(REPLAY_HEADER) and result is Outcome.APPLIED:
                 self._unpark(event)
             if not auto_ack:
                 channel.basic_ack(method.delivery_tag)
+        if retry:
+            # Give whatever they wait for (a predecessor on another projector, a transient
+            # failure) a moment, once for the whole batch, then hand them back to the queue.
+            self._stop.wait(self.gap_retry_delay)
+            for method in retry:
+                channel.basic_nack(method.delivery_tag, requeue=True)
 
-    def _poisoned(self, channel, method, event: Event, exc: Exception) -> None:
+    def _poisoned(self, channel, method, event: Event, exc: Exception) -> list:
+        """Deliveries to retry: this one, until it has failed `poison_attempts` times."""
         attempts = self._attempts.get(event.event_id, 0) + 1
         self._attempts[event.event_id] = attempts
         if self.settings.auto_ack:
             log.error("event %s failed and is gone (auto-ack): %s", event.event_id, exc)
-            return
+            return []
         if attempts < self.settings.poison_attempts:
             log.warning("event %s failed (attempt %d): %s", event.event_id, attempts, exc)
-            self._stop.wait(self.gap_retry_delay)
-            channel.basic_nack(method.delivery_tag, requeue=True)
-            return
+            return [method]
         log.error("dead-lettering event %s after %d attempts: %s", event.event_id, attempts, exc)
         self._attempts.pop(event.event_id, None)
         poison.hold(self.db, event, str(exc))
         self._count("dead_lettered")
         channel.basic_reject(method.delivery_tag, requeue=False)
+        return []
 
-    def _gap(self, channel, method, event: Event) -> None:
+    def _gap(self, channel, method, event: Event) -> list:
+        """Deliveries to retry: this one, unless its product is held behind a poison message."""
         if poison.is_held(self.db, event):
             poison.park(self.db, event)
             self._count("parked")
             channel.basic_ack(method.delivery_tag)
-            return
-        # Its predecessor is still on its way (another projector holds it): give it a moment.
-        self._stop.wait(self.gap_retry_delay)
-        channel.basic_nack(method.delivery_tag, requeue=True)
+            return []
+        return [method]
 
     def _unpark(self, event: Event) -> None:
         """The held event is fixed and applied: apply what was parked behind it, in order."""

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_connection
 from cqrs_demo.messaging.relay import application_name
+from cqrs_demo.write.schema import relay_lock_key
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -28,14 +29,17 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
 
 
 def active_relays(settings: Settings, engine) -> int:
+    """Sessions holding this namespace's relay lock: 1 when a relay is active."""
+    key = relay_lock_key(settings) & 0xFFFFFFFFFFFFFFFF  # pg_locks shows a bigint key as two oids
     try:
         with engine.connect() as conn:
             return conn.scalar(
                 sa.text(
                     "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                    "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = :name"
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                    "AND l.classid::bigint = :high AND l.objid::bigint = :low AND a.application_name = :name"
                 ),
-                {"name": application_name(settings)},
+                {"high": key >> 32, "low": key & 0xFFFFFFFF, "name": application_name(settings)},
             )
     except sa.exc.SQLAlchemyError:
         return 0

@@ -120,6 +120,18 @@ def _create_notify_trigger(conn, settings: Settings) -> None:
     there is something committed to publish, and no command can forget to wake it.
     """
     schema = settings.schema
+    exists = conn.scalar(
+        sa.text(
+            "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :schema AND c.relname = 'outbox' AND t.tgname = 'outbox_notify'"
+        ),
+        {"schema": schema},
+    )
+    if exists:
+        # Creating it again would lock the outbox table behind any open command transaction,
+        # and every command after it behind that lock: a process start must not stall writes.
+        return
     conn.execute(sa.text(f"""
         CREATE OR REPLACE FUNCTION "{schema}".notify_outbox() RETURNS trigger AS $$
         BEGIN
