@@ -2,7 +2,7 @@
 
 The outbox holds every event the write side committed. The projector's application log (a
 stack started with `projection_audit=True`) holds every time it applied one. Comparing them:
-- lost: committed events never applied;
+- lost: committed events never applied (a duplicate counts as applied: see REACHED);
 - applied twice: applications beyond the first of the same event;
 - out of order: applications over a newer version of the same document;
 - stale at the end: products whose read model is behind PostgreSQL once everything settled.
@@ -10,6 +10,7 @@ stack started with `projection_audit=True`) holds every time it applied one. Com
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pandas as pd
@@ -20,18 +21,35 @@ from cqrs_demo.read.versioned import Outcome
 from cqrs_demo.write.schema import outbox, products
 
 APPLYING = {Outcome.APPLIED.value, Outcome.REAPPLIED.value, Outcome.OVERWROTE_NEWER.value}
+# With the version check on, a document only ever moves from version v-1 to v, so an event
+# found to be a duplicate was applied: by this delivery before a crash cut its log entry, or
+# by an earlier one. (Without the check there are no duplicates, only re-applications.)
+REACHED = APPLYING | {Outcome.DUPLICATE.value}
+
+
+def _settled_applications(stack, quiet: float = 0.3, timeout: float = 10.0) -> list[dict]:
+    """The application log once it has stopped growing: the projector logs a batch after applying it."""
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while True:
+        count = stack.read_db[APPLICATIONS].count_documents({})
+        if count == seen or time.monotonic() > deadline:
+            return list(stack.read_db[APPLICATIONS].find({}, {"event_id": 1, "outcome": 1}))
+        seen = count
+        time.sleep(quiet)
 
 
 def measure(stack) -> dict[str, int]:
+    applications = _settled_applications(stack)
     with stack.engine.connect() as conn:
         committed = {row.event_id for row in conn.execute(sa.select(outbox.c.event_id))}
         versions = dict(conn.execute(sa.select(products.c.id, products.c.version)).all())
-    applications = list(stack.read_db[APPLICATIONS].find({}, {"event_id": 1, "outcome": 1}))
     applied = Counter(a["event_id"] for a in applications if a["outcome"] in APPLYING)
+    reached = {a["event_id"] for a in applications if a["outcome"] in REACHED}
     read_versions = {d["_id"]: d["version"] for d in stack.read_db["products"].find({}, {"version": 1})}
     return {
         "events committed": len(committed),
-        "events lost": sum(1 for event_id in committed if applied[event_id] == 0),
+        "events lost": sum(1 for event_id in committed if event_id not in reached),
         "events applied twice": sum(count - 1 for count in applied.values() if count > 1),
         "events applied out of order": sum(1 for a in applications if a["outcome"] == Outcome.OVERWROTE_NEWER.value),
         "products stale at the end": sum(1 for pid, v in versions.items() if read_versions.get(pid, 0) < v),
