@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Mapping
 
 import requests
 import simplejson
@@ -24,7 +24,7 @@ class Exchange:
     request_body: Any
     status: int
     body: Any
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # case-insensitive, as HTTP header names are
     elapsed_ms: float
     sent_at: float = field(default=0.0)
 
@@ -77,7 +77,7 @@ class WorkbenchClient:
         except ValueError:
             payload = response.text
         exchange = Exchange(
-            method, response.url, body, response.status_code, payload, dict(response.headers), elapsed_ms, sent_at
+            method, response.url, body, response.status_code, payload, response.headers, elapsed_ms, sent_at
         )
         self.history.append(exchange)
         return exchange

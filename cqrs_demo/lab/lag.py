@@ -23,11 +23,13 @@ from cqrs_demo.write.schema import outbox
 
 
 def sample(stack) -> dict:
+    # The projector's status first: read after the outbox, it could count events committed
+    # after the outbox was counted, and "events behind" would dip below zero.
+    status = queries.projection_status(stack.read_db)
     with stack.engine.connect() as conn:
         committed, unpublished = conn.execute(
             sa.select(sa.func.count(), sa.func.count().filter(outbox.c.published_at.is_(None)))
         ).one()
-    status = queries.projection_status(stack.read_db)
     counts = projector_queue_counts(stack.observer_settings)
     return {
         "time": time.time(),

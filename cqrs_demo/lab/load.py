@@ -50,11 +50,13 @@ class LoadGenerator:
         client = self._client()
         product_id = self._ids[number % len(self._ids)]
         price = f"{10 + (number % 500) / 100:.2f}"
+        late_ms = max(0.0, time.monotonic() - due) * 1000
         started = time.perf_counter()
         sent_at = time.time()
         exchange = client.update_product(product_id, price=price)
         written = time.perf_counter()
         row = {"n": number, "product_id": product_id, "status": exchange.status, "sent_at": sent_at,
+               "late_ms": late_ms,
                "write_ms": (written - started) * 1000}
         if exchange.ok:
             row["position"] = exchange.body["position"]
@@ -63,12 +65,15 @@ class LoadGenerator:
             row["visible_ms"] = (time.perf_counter() - started) * 1000 if check.status == 200 else float("nan")
         return row
 
-    def run(self, commands: int = 200, rate: float = 50.0, threads: int = 8, progress: bool = True,
+    def run(self, commands: int = 200, rate: float = 50.0, threads: int | None = None, progress: bool = True,
             wait_visible: bool = True) -> pd.DataFrame:
         """Send `commands` product updates at `rate` per second; a row per command.
 
         With `wait_visible`, each command is also timed until the query service serves it.
+        `late_ms` is how long after its scheduled time a command went out: when it grows, the
+        machine (or the thread pool, `threads`) cannot keep up with the offered rate.
         """
+        threads = threads or max(16, int(rate / 8))
         self._seed_products()
         start = time.monotonic() + 0.05
         rows = []
