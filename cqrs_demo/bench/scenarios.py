@@ -13,30 +13,27 @@ import threading
 import time
 from typing import Callable
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import requests
+import sqlalchemy as sa
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import requests  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from cqrs_demo.bench.record import percentiles  # noqa: E402
-from cqrs_demo.config import to_environment  # noqa: E402
-from cqrs_demo.consistency import wait_until_equal  # noqa: E402
-from cqrs_demo.lab.client import WorkbenchClient  # noqa: E402
-from cqrs_demo.lab.faults import wait_for  # noqa: E402
-from cqrs_demo.lab.load import LoadGenerator  # noqa: E402
-from cqrs_demo.lab.stack import LabStack  # noqa: E402
-from cqrs_demo.read import queries  # noqa: E402
-from cqrs_demo.read.projector import APPLICATIONS  # noqa: E402
-from cqrs_demo.runtime.health import http_ok  # noqa: E402
-from cqrs_demo.runtime.ports import free_port  # noqa: E402
-from cqrs_demo.write import orders as order_commands  # noqa: E402
-from cqrs_demo.write import products as product_commands  # noqa: E402
-from cqrs_demo.write.commands import PlaceOrder, ProductFields, ProductPatch  # noqa: E402
-from cqrs_demo.write.schema import outbox  # noqa: E402
-from cqrs_demo.write.transaction import command_transaction  # noqa: E402
+from cqrs_demo.bench.record import percentiles
+from cqrs_demo.config import to_environment
+from cqrs_demo.consistency import wait_until_equal
+from cqrs_demo.lab.client import WorkbenchClient
+from cqrs_demo.lab.faults import wait_for
+from cqrs_demo.lab.load import LoadGenerator
+from cqrs_demo.lab.stack import LabStack
+from cqrs_demo.read import queries
+from cqrs_demo.read.projector import APPLICATIONS
+from cqrs_demo.runtime.health import http_ok
+from cqrs_demo.runtime.ports import free_port
+from cqrs_demo.write import orders as order_commands
+from cqrs_demo.write import products as product_commands
+from cqrs_demo.write.commands import PlaceOrder, ProductFields, ProductPatch
+from cqrs_demo.write.schema import outbox
+from cqrs_demo.write.transaction import command_transaction
 
 
 def _stack(name: str, **settings) -> LabStack:
@@ -138,6 +135,7 @@ def _hops(stack: LabStack, frame: pd.DataFrame) -> dict:
           "applied": pd.Timestamp(applied[str(r.event_id)]).timestamp() if str(r.event_id) in applied else None}
          for r in rows]
     ).merge(frame[["position", "sent_at", "visible_ms"]], on="position")
+    hops["sent"] = hops["sent_at"]
     hops["visible"] = hops["sent_at"] + hops["visible_ms"] / 1000
     steps = [("sent", "received"), ("received", "committed"), ("committed", "published"),
              ("published", "applied"), ("applied", "visible")]
@@ -182,8 +180,8 @@ def _lag_figure(results: dict, title: str) -> plt.Figure:
 
 
 def lag_at_rate(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
-    rates = [50, 200] if quick else [50, 200, 500]
-    seconds = 5 if quick else 30
+    rates = [50] if quick else [50, 200, 500]
+    seconds = 3 if quick else 30
     results = {}
     for rate in rates:
         stack = _stack(f"lag{rate}", projection_audit=True)
@@ -208,7 +206,7 @@ def _queue_events(stack: LabStack, count: int, products: int = 100) -> None:
 
 
 def projector_catchup(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
-    events = 3000 if quick else 20000
+    events = 2000 if quick else 20000
     stack = _stack("catchup")
     try:
         stack.pause("projector")
@@ -255,7 +253,7 @@ def _place_orders(stack: LabStack, ids: list[int], count: int) -> list[int]:
 
 
 def read_payoff(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
-    clients, seconds, orders = (4, 3, 200) if quick else (8, 10, 2000)
+    clients, seconds, orders = (4, 2, 100) if quick else (8, 10, 2000)
     stack = _stack("reads")
     port = free_port()
     baseline = subprocess.Popen([sys.executable, "-m", "cqrs_demo.bench.baseline", str(port)],
@@ -305,7 +303,7 @@ def read_payoff(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
 
 def price_of_guarantee(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
     rates = [50] if quick else [50, 200]
-    seconds = 5 if quick else 15
+    seconds = 3 if quick else 15
     results = {}
     for mode in ("naive", "outbox"):
         for rate in rates:

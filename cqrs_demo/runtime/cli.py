@@ -131,6 +131,9 @@ def cmd_rebuild(settings: Settings, args) -> int:
 
 
 def cmd_bench(settings: Settings, args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # charts go to files; no display needed
     from cqrs_demo.bench import record
     from cqrs_demo.bench.scenarios import SCENARIOS
 
