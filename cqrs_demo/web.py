@@ -8,7 +8,6 @@ Nothing a client sends can produce a 500 or a stack trace.
 from __future__ import annotations
 
 import logging
-from decimal import Decimal
 from typing import Any
 
 import simplejson

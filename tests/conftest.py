@@ -9,13 +9,13 @@ namespace created is removed after it.
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
 from cqrs_demo.config import Settings, from_environment
+from support import Background
 
 TEST_DATABASE = "cqrs_test"
 
@@ -85,25 +85,6 @@ def query_client(settings):
     from cqrs_demo.read.app import create_app
 
     return create_app(settings).test_client()
-
-
-class Background:
-    """Runs a relay or projector loop in a thread, stoppable and awaitable like a process."""
-
-    def __init__(self, name: str, loop) -> None:
-        self.name = name
-        self.stop = threading.Event()
-        self.worker = loop
-        self.thread = threading.Thread(target=loop.run, args=(self.stop,), name=name, daemon=True)
-
-    def start(self) -> "Background":
-        self.thread.start()
-        return self
-
-    def halt(self, timeout: float = 10) -> None:
-        self.stop.set()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), f"{self.name} did not stop"
 
 
 @pytest.fixture

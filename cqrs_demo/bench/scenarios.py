@@ -31,7 +31,7 @@ from cqrs_demo.runtime.health import http_ok
 from cqrs_demo.runtime.ports import free_port
 from cqrs_demo.write import orders as order_commands
 from cqrs_demo.write import products as product_commands
-from cqrs_demo.write.commands import PlaceOrder, ProductFields, ProductPatch
+from cqrs_demo.write.commands import PlaceOrder, ProductPatch
 from cqrs_demo.write.schema import outbox
 from cqrs_demo.write.transaction import command_transaction
 

@@ -26,8 +26,8 @@ from cqrs_demo.lab.stack import LabStack
 from cqrs_demo.messaging import topology
 from cqrs_demo.messaging.relay import application_name
 from cqrs_demo.read import projection
-from cqrs_demo.runtime.stack import _die_with_parent
 from cqrs_demo.write.schema import drop_schema, outbox, products, relay_lock_key
+from support import ExtraProcess
 
 
 def new_namespace() -> str:
@@ -165,34 +165,6 @@ def cli(stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cqrs_demo", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
-
-
-class ExtraProcess:
-    """One more `cqrs-demo serve NAME` process beside the stack's own; stop it in a finally."""
-
-    def __init__(self, stack, name: str) -> None:
-        self.log_path = stack.stack.directory / f"extra-{name}.log"
-        env = {**os.environ, **to_environment(stack.settings), "PYTHONUNBUFFERED": "1"}
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cqrs_demo", "serve", name], env=env, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # a crashed test run leaves no stray process behind
-            )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
 
 __all__ = [

@@ -4,19 +4,16 @@ run two of either at once, and the read model still converges, with every event 
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
+from support import ExtraProcess, wait_for
 import requests
 import sqlalchemy as sa
 
-from cqrs_demo.config import to_environment
 from cqrs_demo.connections import write_engine as make_write_engine
 from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.read import projection
@@ -27,17 +24,6 @@ pytestmark = pytest.mark.timeout(120)
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 class CommandSender:
@@ -259,36 +245,6 @@ def relay_lock_holders(settings, engine) -> set[int]:
     return {row.pid for row in relay_sessions(settings, engine) if row.holds_relay_lock}
 
 
-class ExtraProcess:
-    """A second `cqrs-demo serve NAME` process, beside the stack's own."""
-
-    def __init__(self, stack, name: str) -> None:
-        self.log_path = stack.directory / f"extra-{name}.log"
-        env = {**os.environ, **to_environment(stack.settings), "PYTHONUNBUFFERED": "1"}
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cqrs_demo", "serve", name],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-
 # -- 1. the projector dies mid-stream ------------------------------------------------------------
 
 
@@ -335,7 +291,7 @@ def test_projector_killed_mid_stream_recovers_without_doubling(stack, write_engi
 
 
 def test_two_projectors_on_few_hot_products_converge(stack, write_engine, read_db):
-    extra = ExtraProcess(stack, "projector")
+    extra = ExtraProcess(stack.settings, stack.directory, "projector")
     try:
         wait_for(lambda: health.projector_consumers(stack.settings) >= 2, 20, message="two projector consumers")
         # Four threads, two products each: ~37 versions per product, interleaved across consumers.
@@ -394,7 +350,7 @@ def test_relay_killed_mid_stream_loses_nothing(stack, write_engine, read_db):
 
 def test_standby_relay_takes_over_when_the_active_one_is_killed(stack, write_engine, read_db):
     engine = make_write_engine(stack.settings)
-    extra = ExtraProcess(stack, "relay")
+    extra = ExtraProcess(stack.settings, stack.directory, "relay")
     try:
         base = stack.urls()["command"]
         [leader] = relay_lock_holders(stack.settings, engine)  # the stack's relay, active since start

@@ -9,7 +9,6 @@ changes of that command are in the read model too.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import time
@@ -17,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pika
-import pytest
 import simplejson
 import sqlalchemy as sa
 

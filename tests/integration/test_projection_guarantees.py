@@ -26,6 +26,7 @@ from decimal import Decimal
 
 import pika
 import pytest
+from support import Background, wait_for
 import sqlalchemy as sa
 
 from cqrs_demo.config import to_environment
@@ -121,17 +122,6 @@ def status(db) -> dict:
     return db[projection.STATUS].find_one({"_id": "projector"}) or {}
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
 class Publisher:
     """A plain pika publisher to the namespace's exchange, with confirms and `mandatory`."""
 
@@ -180,25 +170,6 @@ def publisher(settings):
 
 def open_transaction(engine, settings):
     return command_transaction(engine)
-
-
-class Background:
-    """A relay or projector loop in a thread, like conftest's `Background`."""
-
-    def __init__(self, name: str, loop) -> None:
-        self.name = name
-        self.stop = threading.Event()
-        self.worker = loop
-        self.thread = threading.Thread(target=loop.run, args=(self.stop,), name=name, daemon=True)
-
-    def start(self) -> "Background":
-        self.thread.start()
-        return self
-
-    def halt(self, timeout: float = 10) -> None:
-        self.stop.set()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), f"{self.name} did not stop"
 
 
 class HeldTransaction:

@@ -19,7 +19,6 @@ conftest.py: build/property-cases.json).
 from __future__ import annotations
 
 import json
-import os
 import re
 import string
 import time
@@ -27,7 +26,6 @@ import urllib.parse
 from decimal import Decimal
 from typing import Any
 
-import pytest
 import simplejson
 import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, note
