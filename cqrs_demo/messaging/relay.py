@@ -73,7 +73,6 @@ class OutboxRelay:
         self.batch_size = batch_size
         # Between "broker confirmed" and "row marked": where a crash duplicates, never loses.
         self.before_mark = before_mark or (lambda positions: failpoints.trip(settings, failpoints.RELAY_BEFORE_MARK))
-        self.published = 0
         self.is_leader = False
 
     def run(self, stop: threading.Event) -> None:
@@ -119,7 +118,6 @@ class OutboxRelay:
             .where(outbox.c.position.in_(positions))
             .values(published_at=sa.func.clock_timestamp())
         )
-        self.published += len(rows)
         return len(rows)
 
     def _publish(self, channel, row) -> None:

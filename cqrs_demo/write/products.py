@@ -165,15 +165,6 @@ def lock(tx: CommandTransaction, product_id: int):
     return row
 
 
-def get(conn, product_id: int) -> dict[str, Any]:
-    row = None
-    if 0 < product_id <= MAX_ID:
-        row = conn.execute(sa.select(products).where(products.c.id == product_id)).one_or_none()
-    if row is None:
-        raise NotFound(f"no product with id {product_id}", id=product_id)
-    return as_dict(row)
-
-
 def _check_version(current, expected_version: int | None) -> None:
     if expected_version is not None and current.version != expected_version:
         raise PreconditionFailed(
