@@ -10,6 +10,7 @@ from cqrs_demo.config import Settings
 from cqrs_demo.connections import mongo_client
 from cqrs_demo.read import queries
 from cqrs_demo.read.openapi import document
+from cqrs_demo.read.waiting import VersionWatch
 from cqrs_demo.read.params import (
     NoParams,
     OrderListParams,
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     web.install(app)
     client = mongo_client(settings)
     db = client[settings.mongo_database]
-    app.extensions["cqrs"] = {"settings": settings, "db": db}
+    app.extensions["cqrs"] = {"settings": settings, "db": db, "watch": VersionWatch(db)}
     app.register_blueprint(api)
     web.add_health(app, "query", settings, probe=lambda: client.admin.command("ping"))
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document()))
@@ -37,6 +38,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _db():
     return current_app.extensions["cqrs"]["db"]
+
+
+def _watch() -> VersionWatch:
+    return current_app.extensions["cqrs"]["watch"]
 
 
 def _wait_seconds() -> float:
@@ -68,7 +73,7 @@ def list_products():
 @api.get("/api/products/<id:product_id>")
 def get_product(product_id: int):
     params = parse(ReadYourWrites, request.args)
-    return _versioned(queries.get_product(_db(), product_id, params.min_version, _wait_seconds()))
+    return _versioned(queries.get_product(_watch(), product_id, params.min_version, _wait_seconds()))
 
 
 @api.get("/api/orders")
@@ -81,7 +86,7 @@ def list_orders():
 @api.get("/api/orders/<id:order_id>")
 def get_order(order_id: int):
     params = parse(ReadYourWrites, request.args)
-    return _versioned(queries.get_order(_db(), order_id, params.min_version, _wait_seconds()))
+    return _versioned(queries.get_order(_watch(), order_id, params.min_version, _wait_seconds()))
 
 
 @api.get("/api/stats/top-products")

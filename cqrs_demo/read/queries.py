@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -11,11 +10,11 @@ from typing import Any
 from cqrs_demo.errors import NotFound, ReadModelBehind
 from cqrs_demo.read import projection
 from cqrs_demo.read.params import OrderListParams, ProductListParams
+from cqrs_demo.read.waiting import VersionWatch
 
 # Sorting uses the plain `id` field every document carries beside `_id`: the same number, but
 # some MongoDB-compatible servers order `_id` values as text (1, 10, 2), never a plain field.
 _SORTS = {"id": "id", "name": "name", "price": "price_cents", "quantity": "quantity"}
-_POLL_SECONDS = 0.002
 
 
 def money(cents: int) -> Decimal:
@@ -103,8 +102,8 @@ def list_products(db, params: ProductListParams) -> tuple[list[dict[str, Any]], 
     return [product_view(doc) for doc in docs], collection.count_documents(query)
 
 
-def get_product(db, product_id: int, min_version: int | None, wait_seconds: float) -> dict[str, Any]:
-    doc = _wait_for(db[projection.PRODUCTS], product_id, min_version, wait_seconds, "product")
+def get_product(watch: VersionWatch, product_id: int, min_version: int | None, wait_seconds: float) -> dict[str, Any]:
+    doc = _wait_for(watch, projection.PRODUCTS, product_id, min_version, wait_seconds, "product")
     if doc is None or doc.get("deleted"):
         raise NotFound(f"no product with id {product_id}", id=product_id)
     return product_view(doc)
@@ -121,8 +120,8 @@ def list_orders(db, params: OrderListParams) -> tuple[list[dict[str, Any]], int]
     return [order_view(doc) for doc in docs], collection.count_documents(query)
 
 
-def get_order(db, order_id: int, min_version: int | None, wait_seconds: float) -> dict[str, Any]:
-    doc = _wait_for(db[projection.ORDERS], order_id, min_version, wait_seconds, "order")
+def get_order(watch: VersionWatch, order_id: int, min_version: int | None, wait_seconds: float) -> dict[str, Any]:
+    doc = _wait_for(watch, projection.ORDERS, order_id, min_version, wait_seconds, "order")
     if doc is None:
         raise NotFound(f"no order with id {order_id}", id=order_id)
     return order_view(doc)
@@ -159,7 +158,8 @@ def projection_status(db) -> dict[str, Any]:
     }
 
 
-def _wait_for(collection, doc_id: int, min_version: int | None, wait_seconds: float, kind: str):
+def _wait_for(watch: VersionWatch, collection: str, doc_id: int, min_version: int | None,
+              wait_seconds: float, kind: str):
     """The document once it reaches `min_version`, waiting at most `wait_seconds` for it.
 
     Read-your-writes for a client that just sent a command: it passes the version the command
@@ -167,18 +167,16 @@ def _wait_for(collection, doc_id: int, min_version: int | None, wait_seconds: fl
     """
     if doc_id > 2**63 - 1:
         return None
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        doc = collection.find_one({"_id": doc_id})
-        version = doc["version"] if doc else 0
-        if min_version is None or version >= min_version:
-            return doc
-        if time.monotonic() >= deadline:
-            raise ReadModelBehind(
-                f"the read model has {kind} {doc_id} at version {version}, not yet {min_version}; "
-                f"waited {wait_seconds:g}s, retry later",
-                id=doc_id,
-                read_model_version=version,
-                min_version=min_version,
-            )
-        time.sleep(_POLL_SECONDS)
+    if min_version is None:
+        return watch.db[collection].find_one({"_id": doc_id})
+    doc = watch.wait(collection, doc_id, min_version, wait_seconds)
+    version = doc["version"] if doc else 0
+    if version >= min_version:
+        return doc
+    raise ReadModelBehind(
+        f"the read model has {kind} {doc_id} at version {version}, not yet {min_version}; "
+        f"waited {wait_seconds:g}s, retry later",
+        id=doc_id,
+        read_model_version=version,
+        min_version=min_version,
+    )
