@@ -12,6 +12,15 @@ from pathlib import Path
 from cqrs_demo.config import Settings, to_environment
 from cqrs_demo.runtime.stack import _die_with_parent
 
+# The body of the seed README's "Create a product" request.
+SEED_PRODUCT = {
+    "name": "Product A",
+    "description": "Product Test",
+    "price": 120,
+    "quantity": 3,
+    "sku": "SKU-DEMO-0024",
+}
+
 
 class Background:
     """Runs a relay or projector loop in a thread, stoppable and awaitable like a process."""

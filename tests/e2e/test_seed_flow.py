@@ -1,14 +1,8 @@
 """The seed README's two requests, against the stack running as separate processes."""
 
 import requests
+from support import SEED_PRODUCT
 
-SEED_PRODUCT = {
-    "name": "Product A",
-    "description": "Product Test",
-    "price": 120,
-    "quantity": 3,
-    "sku": "SKU-DEMO-0024",
-}
 
 
 def test_post_then_get_as_in_the_seed(stack):

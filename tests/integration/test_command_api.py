@@ -10,14 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from cqrs_demo.write.schema import outbox, products
+from support import SEED_PRODUCT
 
-SEED_PRODUCT = {
-    "name": "Product A",
-    "description": "Product Test",
-    "price": 120,
-    "quantity": 3,
-    "sku": "SKU-DEMO-0024",
-}
 
 
 # --- helpers ---------------------------------------------------------------------------------
