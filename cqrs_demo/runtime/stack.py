@@ -78,6 +78,7 @@ class Stack:
         self.directory = settings.stack_dir
         self.standin: MongoStandIn | None = None
         self.processes: dict[str, ServiceProcess] = {}
+        self._engine = None
 
     # -- starting and stopping -------------------------------------------------------------
 
@@ -138,6 +139,9 @@ class Stack:
         state = self.directory / "state.json"
         if state.exists():
             state.unlink()
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
     def _popen_kwargs(self) -> dict:
         if self.detach:
@@ -160,12 +164,14 @@ class Stack:
         if name in ("command", "query"):
             return health.http_ok(self.urls()[name] + "/health")
         if name == "relay":
-            engine = write_engine(self.settings)
-            try:
-                return health.active_relays(self.settings, engine) >= 1
-            finally:
-                engine.dispose()
+            return health.active_relays(self.settings, self._health_engine()) >= 1
         return health.projector_consumers(self.settings) >= 1
+
+    def _health_engine(self):
+        """One small engine for every health check, not a new one per poll."""
+        if self._engine is None:
+            self._engine = write_engine(self.settings, pool_size=1, max_overflow=1)
+        return self._engine
 
     def wait_healthy(self, timeout: float = 60.0, names=None) -> None:
         deadline = time.monotonic() + timeout
