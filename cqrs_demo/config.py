@@ -1,61 +1,93 @@
-"""Settings for every process of the stack, read from the environment in this one place.
+"""Settings for every process of the stack, declared once and read from the environment here.
 
-Each process gets a `Settings`; nothing else in the package reads `os.environ`. The defaults
-work on a developer machine with PostgreSQL and RabbitMQ on their standard local ports. When
-`CQRS_MONGO_URL` is unset, `cqrs-demo up` starts a local MongoDB stand-in and hands its URL to
-the processes it starts.
+Each setting is one field of `Settings`: its type, default and meaning. The environment variable
+is the field's name in capitals with the `CQRS_` prefix (pydantic-settings reads it), a parent
+hands its settings to a child process with `to_environment`, and the README's table is printed
+by `python -m cqrs_demo.config --markdown`, all from the same fields. Nothing else in the package
+reads `os.environ`. The defaults work on a developer machine with PostgreSQL and RabbitMQ on
+their standard local ports. When `CQRS_MONGO_URL` is unset, `cqrs-demo up` starts a local MongoDB
+stand-in and hands its URL to the processes it starts.
 """
 
 from __future__ import annotations
 
+import argparse
+import getpass
 import os
-import re
-from dataclasses import dataclass, replace
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, Mapping
 
-NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/cqrs"
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+PREFIX = "CQRS_"
+NAMESPACE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 
 
 class ConfigError(ValueError):
-    """A setting in the environment is malformed."""
+    """A setting is malformed; the message names its environment variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
-    amqp_url: str = DEFAULT_AMQP_URL
-    mongo_url: str | None = None
-    namespace: str = "cqrs"
-    host: str = "127.0.0.1"
-    command_port: int = 8080
-    query_port: int = 8081
-    read_wait_seconds: float = 2.0
-    relay_poll_seconds: float = 1.0
-    relay_listen: bool = True
-    projector_prefetch: int = 500
-    run_dir: Path = Path(".run")
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment and a uid with no passwd entry
+        return f"uid{os.getuid()}"
+
+
+class Settings(BaseSettings):
+    """One process's settings. Immutable: derive a changed copy with `with_(...)`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, frozen=True, validate_by_name=True, extra="forbid"
+    )
+
+    database_url: str = Field(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/cqrs",
+        description="PostgreSQL; the database is created if missing")
+    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ")
+    mongo_url: str | None = Field(
+        None, description="MongoDB", json_schema_extra={"shown_default": "unset: the local stand-in"})
+    namespace: str = Field(
+        "cqrs", pattern=NAMESPACE_PATTERN,
+        description="prefixes the PostgreSQL schema, exchanges, queues and the Mongo database")
+    student: str = Field(
+        default_factory=_login_name, min_length=1,
+        # JupyterHub sets JUPYTERHUB_USER in every single-user server it spawns.
+        validation_alias=AliasChoices(f"{PREFIX}STUDENT", "JUPYTERHUB_USER"),
+        description="who is using the workbench",
+        json_schema_extra={"shown_default": "`$JUPYTERHUB_USER` (JupyterHub sets it), else the login name"})
+    host: str = Field("127.0.0.1", description="where the HTTP services bind")
+    command_port: int = Field(8080, ge=1, le=65535, description="the command service's HTTP port")
+    query_port: int = Field(8081, ge=1, le=65535, description="the query service's HTTP port")
+    read_wait_seconds: float = Field(2.0, ge=0, description="longest `min_version` wait")
+    relay_poll_seconds: float = Field(1.0, gt=0, description="the relay's polling fallback")
+    relay_listen: bool = Field(True, description="the relay wakes up on LISTEN/NOTIFY")
+    projector_prefetch: int = Field(500, ge=1, description="the projector's prefetch window")
+    run_dir: Path = Field(Path(".run"), description="logs, pid files and the stand-in's data")
     # How events travel, and which guarantees the projector keeps. The defaults are the safe
     # design; the others exist to show, side by side, what each guarantee buys.
-    delivery: str = "outbox"  # or "naive": the seed's publish-after-commit design
-    projector_ack: str = "manual"  # or "auto"
-    projector_dedup: bool = True
-    projection_audit: bool = False  # log every application, for the anomaly counters
-    poison_attempts: int = 3
+    delivery: Literal["outbox", "naive"] = Field(
+        "outbox", description="how events travel; `naive` is the seed's publish-after-commit design")
+    projector_ack: Literal["manual", "auto"] = Field(
+        "manual", description="`manual`: the projector acks after the write; `auto`: on delivery")
+    projector_dedup: bool = Field(True, description="the projector's version check (a guarantee toggle)")
+    projection_audit: bool = Field(False, description="log every application, for the anomaly counters")
+    poison_attempts: int = Field(3, ge=1, description="failed tries before an event is dead-lettered")
 
-    def __post_init__(self) -> None:
-        if not NAMESPACE_PATTERN.match(self.namespace):
-            raise ConfigError(
-                f"CQRS_NAMESPACE must match {NAMESPACE_PATTERN.pattern}, got {self.namespace!r}"
-            )
-        if self.delivery not in ("outbox", "naive"):
-            raise ConfigError(f"CQRS_DELIVERY must be outbox or naive, got {self.delivery!r}")
-        if self.projector_ack not in ("manual", "auto"):
-            raise ConfigError(f"CQRS_PROJECTOR_ACK must be manual or auto, got {self.projector_ack!r}")
-        if self.projector_prefetch < 1:
-            raise ConfigError("CQRS_PROJECTOR_PREFETCH must be at least 1")
+    def __init__(self, **values) -> None:
+        with _named_errors():
+            super().__init__(**values)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        # Only what it is given: `from_environment` reads the environment (this process's, or a
+        # mapping a test or a deployable check hands it), so `Settings(...)` and `with_` never
+        # pick up a stray variable, .env file or secrets directory.
+        return (init_settings,)
 
     @property
     def naive(self) -> bool:
@@ -110,83 +142,105 @@ class Settings:
         return self.run_dir / self.namespace
 
     def with_(self, **changes) -> "Settings":
-        return replace(self, **changes)
+        """A copy with `changes`, validated like the original."""
+        unknown = changes.keys() - type(self).model_fields.keys()
+        if unknown:
+            raise TypeError(f"Settings has no field {', '.join(sorted(unknown))}")
+        return Settings(**{**dict(self), **changes})
 
 
-def _int(env, name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def variable(name: str) -> str:
+    """The environment variable a field is read from (the first, where several are accepted)."""
+    alias = Settings.model_fields[name].validation_alias
+    return alias.choices[0] if isinstance(alias, AliasChoices) else PREFIX + name.upper()
+
+
+def variables() -> dict[str, str]:
+    """Every environment variable read, each to its field: the aliases too (JUPYTERHUB_USER)."""
+    names = {}
+    for name, field in Settings.model_fields.items():
+        aliases = field.validation_alias.choices if isinstance(field.validation_alias, AliasChoices) else []
+        for env_name in aliases or [variable(name)]:
+            names[env_name] = name
+    return names
+
+
+@contextmanager
+def _named_errors():
+    """pydantic's errors, as one `ConfigError` that names each bad variable and its value."""
     try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        yield
+    except ValidationError as exc:
+        fields = Settings.model_fields
+        problems = []
+        for error in exc.errors():
+            where = str(error["loc"][0]) if error["loc"] else "settings"
+            name = variable(where) if where in fields else where
+            problems.append(f"{name}: {error['msg']}, got {error['input']!r}")
+        raise ConfigError("; ".join(problems)) from None
 
 
-def _float(env, name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+class _GivenEnvironment(EnvSettingsSource):
+    """pydantic-settings' own environment reading (prefix, aliases, empty values), over any mapping."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._given = env
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> dict[str, str]:
+        # As it treats os.environ: names matched case-insensitively, an empty value as unset.
+        return {name.lower(): value for name, value in self._given.items() if value != ""}
 
 
-def _bool(env, name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+def from_environment(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings in `env` (default: this process's environment); unset or empty means the default."""
+    return Settings(**_GivenEnvironment(os.environ if env is None else env)())
 
 
-def from_environment(env=None) -> Settings:
-    env = os.environ if env is None else env
-    return Settings(
-        database_url=env.get("CQRS_DATABASE_URL") or DEFAULT_DATABASE_URL,
-        amqp_url=env.get("CQRS_AMQP_URL") or DEFAULT_AMQP_URL,
-        mongo_url=env.get("CQRS_MONGO_URL") or None,
-        namespace=env.get("CQRS_NAMESPACE") or "cqrs",
-        host=env.get("CQRS_HOST") or "127.0.0.1",
-        command_port=_int(env, "CQRS_COMMAND_PORT", 8080),
-        query_port=_int(env, "CQRS_QUERY_PORT", 8081),
-        read_wait_seconds=_float(env, "CQRS_READ_WAIT_SECONDS", 2.0),
-        relay_poll_seconds=_float(env, "CQRS_RELAY_POLL_SECONDS", 1.0),
-        relay_listen=_bool(env, "CQRS_RELAY_LISTEN", True),
-        projector_prefetch=_int(env, "CQRS_PROJECTOR_PREFETCH", 500),
-        run_dir=Path(env.get("CQRS_RUN_DIR") or ".run"),
-        delivery=env.get("CQRS_DELIVERY") or "outbox",
-        projector_ack=env.get("CQRS_PROJECTOR_ACK") or "manual",
-        projector_dedup=_bool(env, "CQRS_PROJECTOR_DEDUP", True),
-        projection_audit=_bool(env, "CQRS_PROJECTION_AUDIT", False),
-        poison_attempts=_int(env, "CQRS_POISON_ATTEMPTS", 3),
-    )
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def to_environment(settings: Settings) -> dict[str, str]:
     """The inverse of `from_environment`: how a parent hands its settings to a child process."""
-    env = {
-        "CQRS_DATABASE_URL": settings.database_url,
-        "CQRS_AMQP_URL": settings.amqp_url,
-        "CQRS_NAMESPACE": settings.namespace,
-        "CQRS_HOST": settings.host,
-        "CQRS_COMMAND_PORT": str(settings.command_port),
-        "CQRS_QUERY_PORT": str(settings.query_port),
-        "CQRS_READ_WAIT_SECONDS": str(settings.read_wait_seconds),
-        "CQRS_RELAY_POLL_SECONDS": str(settings.relay_poll_seconds),
-        "CQRS_RELAY_LISTEN": "true" if settings.relay_listen else "false",
-        "CQRS_PROJECTOR_PREFETCH": str(settings.projector_prefetch),
-        "CQRS_RUN_DIR": str(settings.run_dir),
-        "CQRS_DELIVERY": settings.delivery,
-        "CQRS_PROJECTOR_ACK": settings.projector_ack,
-        "CQRS_PROJECTOR_DEDUP": "true" if settings.projector_dedup else "false",
-        "CQRS_PROJECTION_AUDIT": "true" if settings.projection_audit else "false",
-        "CQRS_POISON_ATTEMPTS": str(settings.poison_attempts),
-    }
-    if settings.mongo_url:
-        env["CQRS_MONGO_URL"] = settings.mongo_url
-    return env
+    return {variable(name): _text(value) for name, value in settings if value is not None}
+
+
+def markdown_table() -> str:
+    """The README's configuration table: variable, default, meaning, one row per setting."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra or {}
+        if "shown_default" in extra:
+            default = extra["shown_default"]
+        elif isinstance(field.default, str | Path):
+            default = f"`{field.default}`"
+        elif isinstance(field.default, float):
+            default = f"{field.default:g}"
+        else:
+            default = _text(field.default)
+        rows.append(f"| `{variable(name)}` | {default} | {field.description} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cqrs_demo.config", description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", action="store_true", help="print the README's table of every setting")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_table())
+        return 0
+    try:  # without --markdown: the settings in effect here, as a child process would receive them
+        settings = from_environment()
+    except ConfigError as exc:
+        print(f"cqrs_demo.config: {exc}", file=sys.stderr)
+        return 2
+    for name, value in to_environment(settings).items():
+        print(f"{name}={value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

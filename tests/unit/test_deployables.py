@@ -2,7 +2,7 @@
 
 docker-compose.yml, services/Dockerfile and environment.yml cannot be run here (no Docker engine,
 no conda), so this checks what can be checked without running them: every setting compose hands
-a process is one that `cqrs_demo.config.from_environment` reads and gives the value the process
+a process is one that `cqrs_demo.config` declares and gives the value the process
 needs; every process is started with a command line that `cqrs-demo` accepts; the seed's host
 ports are published; and the conda environment lists every dependency of pyproject.toml.
 """
@@ -91,32 +91,6 @@ def _published(service: dict) -> dict[int, int]:
     return published
 
 
-class _Recording(dict):
-    """An environment that remembers which names were asked for."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.asked: set[str] = set()
-
-    def get(self, key, default=None):
-        self.asked.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key):
-        self.asked.add(key)
-        return super().__getitem__(key)
-
-    def __contains__(self, key):
-        self.asked.add(key)
-        return super().__contains__(key)
-
-
-def _variables_read_by_config() -> set[str]:
-    env = _Recording()
-    config.from_environment(env)
-    return env.asked
-
-
 # --- docker-compose.yml ---------------------------------------------------------------------
 
 
@@ -158,7 +132,7 @@ def test_every_cqrs_variable_in_compose_is_read_by_config(services, name):
     env = _environment(services[name])
     used = {key for key in env if key.startswith("CQRS_")}
     assert used, f"{name} sets no CQRS_* variable"
-    unknown = used - _variables_read_by_config()
+    unknown = used - set(config.variables())
     assert not unknown, f"{name} sets variables that cqrs_demo.config never reads: {sorted(unknown)}"
 
 
