@@ -10,13 +10,13 @@ with MongoDB's documents. Each difference is reported with its kind:
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
+from cqrs_demo.polling import WaitTimeout, wait_until
 from cqrs_demo.read import projection
 from cqrs_demo.write.schema import order_lines, orders, outbox, products
 
@@ -127,9 +127,14 @@ def compare(engine, db) -> dict[str, Any]:
 
 def wait_until_equal(engine, db, timeout: float) -> dict[str, Any]:
     """Compare until equal or `timeout` passes; the last comparison either way."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = compare(engine, db)
-        if result["equal"] or time.monotonic() >= deadline:
-            return result
-        time.sleep(0.1)
+    latest: dict[str, Any] = {}
+
+    def equal() -> bool:
+        latest.update(compare(engine, db))
+        return latest["equal"]
+
+    try:
+        wait_until(equal, timeout, interval=0.1, what="the read model to equal the write model")
+    except WaitTimeout:
+        pass  # the caller reads the differences from the last comparison
+    return latest

@@ -10,12 +10,12 @@ stack started with `projection_audit=True`) holds every time it applied one. Com
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pandas as pd
 import sqlalchemy as sa
 
+from cqrs_demo.polling import WaitTimeout, wait_until
 from cqrs_demo.read.projector import APPLICATIONS
 from cqrs_demo.read.versioned import Outcome
 from cqrs_demo.write.schema import outbox, products
@@ -29,14 +29,17 @@ REACHED = APPLYING | {Outcome.DUPLICATE.value}
 
 def _settled_applications(stack, quiet: float = 0.3, timeout: float = 10.0) -> list[dict]:
     """The application log once it has stopped growing: the projector logs a batch after applying it."""
-    deadline = time.monotonic() + timeout
-    seen = -1
-    while True:
-        count = stack.read_db[APPLICATIONS].count_documents({})
-        if count == seen or time.monotonic() > deadline:
-            return list(stack.read_db[APPLICATIONS].find({}, {"event_id": 1, "outcome": 1}))
-        seen = count
-        time.sleep(quiet)
+    counts: list[int] = []
+
+    def stopped_growing() -> bool:
+        counts.append(stack.read_db[APPLICATIONS].count_documents({}))
+        return len(counts) > 1 and counts[-1] == counts[-2]
+
+    try:
+        wait_until(stopped_growing, timeout, interval=quiet, what="the application log to stop growing")
+    except WaitTimeout:
+        pass  # still growing: count what is there, as an observer at that moment would
+    return list(stack.read_db[APPLICATIONS].find({}, {"event_id": 1, "outcome": 1}))
 
 
 def measure(stack) -> dict[str, int]:

@@ -6,12 +6,12 @@
 - `redeliver`: copies of chosen events published again, as a broker redelivery would.
 - `inject_poison` / `replay_dead_letters`: an event the projector cannot apply, and its replay
   once the producer is fixed.
+- `wait_for`: waiting for what a fault sets off (`cqrs_demo.polling.wait_until`).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -22,9 +22,12 @@ import sqlalchemy as sa
 
 from cqrs_demo import failpoints
 from cqrs_demo.connections import amqp_connection
+from cqrs_demo.polling import wait_until
 from cqrs_demo.read.projector import REPLAY_HEADER
 from cqrs_demo.write.outbox import event_from_row
 from cqrs_demo.write.schema import outbox
+
+wait_for = wait_until  # the name notebooks 06 and 07 use
 
 
 @contextmanager
@@ -170,14 +173,3 @@ def replay_dead_letters(stack) -> int:
         connection.close()
     return replayed
 
-
-def wait_for(condition, timeout: float = 30.0, interval: float = 0.05):
-    """Poll `condition()` until it returns something truthy; that value, or TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout:g}s")
-        time.sleep(interval)

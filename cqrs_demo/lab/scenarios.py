@@ -19,9 +19,10 @@ import pandas as pd
 
 from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.lab import anomalies
-from cqrs_demo.lab.faults import broker_outage, wait_for
+from cqrs_demo.lab.faults import broker_outage
 from cqrs_demo.lab.lag import LagMonitor
 from cqrs_demo.lab.load import LoadGenerator
+from cqrs_demo.polling import wait_until
 from cqrs_demo.runtime.health import projector_consumers
 
 
@@ -54,7 +55,7 @@ def outage_burst(stack, commands: int = 300, rate: float = 100.0, outage_at: flo
             time.sleep(outage_for)
         window["restored"] = time.time()
         # The outage lasts, for the projector, until it is consuming again.
-        wait_for(lambda: projector_consumers(stack.settings) >= 1, timeout=30)
+        wait_until(lambda: projector_consumers(stack.settings) >= 1, timeout=30, what="the projector to reconnect")
         window["back"] = time.time()
 
     outage = threading.Thread(target=stage_outage, name="outage")

@@ -19,6 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from cqrs_demo.lab.client import Exchange, WorkbenchClient
+from cqrs_demo.polling import wait_until
 from cqrs_demo.read import projection
 from cqrs_demo.write.schema import outbox
 
@@ -35,13 +36,15 @@ def timestamp(value) -> pd.Timestamp:
 
 def wait_visible(client: WorkbenchClient, kind: str, doc_id: int, version: int, timeout: float = 10.0) -> float:
     """Epoch seconds at which the query service first served `version` (or newer)."""
-    deadline = time.monotonic() + timeout
     read = client.product if kind == "product" else client.order
-    while time.monotonic() < deadline:
-        exchange = read(doc_id, min_version=version)
+
+    def visible_at() -> float | None:
+        exchange = read(doc_id, min_version=version)  # the query service itself waits for the version
         if exchange.status == 200 or (exchange.status == 404 and kind == "product"):
             return time.time()
-    raise TimeoutError(f"{kind} {doc_id} v{version} not visible after {timeout}s")
+        return None
+
+    return wait_until(visible_at, timeout, interval=0, what=f"{kind} {doc_id} v{version} to be visible")
 
 
 def trace(stack, client: WorkbenchClient, exchange: Exchange, kind: str = "product") -> pd.DataFrame:

@@ -11,7 +11,6 @@ import glob
 import os
 import shutil
 import subprocess
-import time
 
 import pika
 import pika.exceptions
@@ -20,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_parameters, ensure_database
+from cqrs_demo.polling import WaitTimeout, wait_until
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None, ""}
 
@@ -75,9 +75,8 @@ def ensure(settings: Settings, timeout: float = 60.0) -> None:
         if host not in LOCAL_HOSTS:
             raise BackingServiceDown(f"{name} at {host} does not answer")
         start_local()
-        deadline = time.monotonic() + timeout
-        while not answers(settings):
-            if time.monotonic() > deadline:
-                raise BackingServiceDown(f"{name} on this machine does not answer and could not be started")
-            time.sleep(0.5)
+        try:
+            wait_until(lambda: answers(settings), timeout, interval=0.5, what=f"{name} to answer")
+        except WaitTimeout:
+            raise BackingServiceDown(f"{name} on this machine does not answer and could not be started") from None
     ensure_database(settings.database_url)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import requests
 
+from cqrs_demo.polling import WaitTimeout, wait_until
+
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 CHROMIUM_ARGS = [
@@ -155,21 +157,21 @@ class JupyterLab:
         self._wait_ready(timeout)
         return self
 
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited with {self.process.returncode} during start-up:\n{self.log()}")
+        try:
+            status = self.http.get(f"{self.base}/api/status", timeout=2)
+            lab = self.http.get(f"{self.base}/lab", timeout=5)
+        except requests.RequestException:
+            return False
+        return status.status_code == 200 and lab.status_code == 200
+
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with {self.process.returncode} during start-up:\n{self.log()}")
-            try:
-                status = self.http.get(f"{self.base}/api/status", timeout=2)
-                lab = self.http.get(f"{self.base}/lab", timeout=5)
-                if status.status_code == 200 and lab.status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"JupyterLab did not answer on {self.base} within {timeout:g}s:\n{self.log()}")
-            time.sleep(0.25)
+        try:
+            wait_until(self._answers, timeout, interval=0.25, what=f"JupyterLab on {self.base}")
+        except WaitTimeout as exc:
+            raise RuntimeError(f"{exc}:\n{self.log()}") from None
 
     # -- use -----------------------------------------------------------------------------------
 

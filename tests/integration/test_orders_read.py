@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -21,6 +20,7 @@ import sqlalchemy as sa
 
 from cqrs_demo.consistency import compare, wait_until_equal
 from cqrs_demo.connections import amqp_parameters
+from cqrs_demo.polling import wait_until
 from cqrs_demo.read import projection
 from cqrs_demo.read.versioned import Outcome
 from cqrs_demo.write.outbox import event_from_row
@@ -64,12 +64,13 @@ def cancel(client, order_id) -> dict:
 
 def read(query_client, path: str, min_version: int):
     """GET `path` once the read model has it at `min_version`; the 503 means "not yet", so ask again."""
-    deadline = time.monotonic() + READ_DEADLINE
-    while True:
+    def answered():
         response = query_client.get(path, query_string={"min_version": min_version})
-        if response.status_code != 503 or time.monotonic() > deadline:
-            assert response.status_code == 200, (path, min_version, response.get_json())
-            return response
+        return response if response.status_code != 503 else None
+
+    response = wait_until(answered, READ_DEADLINE, interval=0, what=f"{path} at version {min_version}")
+    assert response.status_code == 200, (path, min_version, response.get_json())
+    return response
 
 
 def wait_projected(query_client, position: int) -> dict:
@@ -79,13 +80,11 @@ def wait_projected(query_client, position: int) -> dict:
     and then its sales document, so `min_version` on the product does not yet cover the sales.
     The projector records its last position after both.
     """
-    deadline = time.monotonic() + READ_DEADLINE
-    while True:
+    def reached():
         status = query_client.get("/api/projection").get_json()
-        if status["last_position"] >= position:
-            return status
-        assert time.monotonic() < deadline, (status, position)
-        time.sleep(0.01)
+        return status if status["last_position"] >= position else None
+
+    return wait_until(reached, READ_DEADLINE, interval=0.01, what=f"the projector to pass position {position}")
 
 
 def read_order(query_client, order_id: int, version: int) -> dict:
@@ -523,12 +522,12 @@ def test_duplicate_and_redelivered_events_change_nothing(
     finally:
         connection.close()
 
-    deadline = time.monotonic() + 60
-    while True:
-        status = query_client.get("/api/projection").get_json()
-        if status["duplicates"] >= duplicates_before + 2 * len(events) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    status = wait_until(
+        lambda: (s := query_client.get("/api/projection").get_json())["duplicates"]
+        >= duplicates_before + 2 * len(events) and s,
+        60,
+        what="every copy to be counted as a duplicate",
+    )
     assert status["duplicates"] == duplicates_before + 2 * len(events), status
     assert status["applied"] == len(events) and status["gaps"] == 0
 
