@@ -1,16 +1,13 @@
-"""Helpers several test layers share: background loops, bounded waits and extra processes."""
+"""Helpers several test layers share: background loops and extra processes."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
-from cqrs_demo.config import Settings, to_environment
-from cqrs_demo.runtime.stack import _die_with_parent
+from cqrs_demo.config import Settings
+from cqrs_demo.runtime import processes
+from cqrs_demo.runtime.processes import Process
 
 # The body of the seed README's "Create a product" request.
 SEED_PRODUCT = {
@@ -41,41 +38,6 @@ class Background:
         assert not self.thread.is_alive(), f"{self.name} did not stop"
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
-    """Poll `predicate()` until it returns something truthy, and return that; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
-class ExtraProcess:
-    """One more `cqrs-demo serve NAME` process beside a stack's own; stop it in a finally."""
-
-    def __init__(self, settings: Settings, directory: Path, name: str) -> None:
-        self.log_path = Path(directory) / f"extra-{name}.log"
-        env = {**os.environ, **to_environment(settings), "PYTHONUNBUFFERED": "1"}
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cqrs_demo", "serve", name], env=env, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # a crashed test run leaves no stray process behind
-            )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+def extra_process(settings: Settings, directory: Path, name: str) -> Process:
+    """One more `cqrs-demo serve NAME` beside a stack's own, logging to `extra-NAME.log`; stop it in a finally."""
+    return processes.start_service(name, settings, Path(directory) / f"extra-{name}.log")

@@ -5,9 +5,7 @@ Every scenario takes `quick`: short runs for the notebook, full runs for `benchm
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -19,14 +17,14 @@ import requests
 import sqlalchemy as sa
 
 from cqrs_demo.bench.record import percentiles
-from cqrs_demo.config import to_environment
 from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.lab.client import WorkbenchClient
-from cqrs_demo.lab.faults import wait_for
 from cqrs_demo.lab.load import LoadGenerator
 from cqrs_demo.lab.stack import LabStack
+from cqrs_demo.polling import wait_until
 from cqrs_demo.read import queries
 from cqrs_demo.read.projector import APPLICATIONS
+from cqrs_demo.runtime import processes
 from cqrs_demo.runtime.health import http_ok
 from cqrs_demo.runtime.ports import free_port
 from cqrs_demo.write import orders as order_commands
@@ -211,17 +209,18 @@ def projector_catchup(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
     try:
         stack.pause("projector")
         _queue_events(stack, events)
-        wait_for(lambda: stack.sql("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")["n"][0] == 0,
-                 timeout=300)
+        wait_until(lambda: stack.sql("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")["n"][0] == 0,
+                   timeout=300, what="every event to be published")
         resumed = time.monotonic()
         stack.resume("projector")
         timeline = []
-        while True:
+
+        def caught_up() -> bool:
             applied = queries.projection_status(stack.read_db)["applied"]
             timeline.append((time.monotonic() - resumed, applied))
-            if applied >= events:
-                break
-            time.sleep(0.05)
+            return applied >= events
+
+        wait_until(caught_up, timeout=600, what=f"the projector to apply {events} events")
         first = next(t for t, a in timeline if a > 0)
         total = timeline[-1][0]
         converged = wait_until_equal(stack.engine, stack.read_db, 60)["equal"]
@@ -256,15 +255,14 @@ def read_payoff(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
     clients, seconds, orders = (4, 2, 100) if quick else (8, 10, 2000)
     stack = _stack("reads")
     port = free_port()
-    baseline = subprocess.Popen([sys.executable, "-m", "cqrs_demo.bench.baseline", str(port)],
-                                env={**os.environ, **to_environment(stack.settings)},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    baseline = processes.start("baseline", [sys.executable, "-m", "cqrs_demo.bench.baseline", str(port)],
+                               stack.stack.directory / "baseline.log", stack.settings)
     try:
         ids = _seed_catalogue(stack, 100)
         order_ids = _place_orders(stack, ids, orders)
         wait_until_equal(stack.engine, stack.read_db, 120)
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: http_ok(f"{base}/health"), timeout=30)
+        wait_until(lambda: http_ok(f"{base}/health"), timeout=30, what="the baseline server")
         query = stack.query_url
         reads = {
             ("order detail", "query service (MongoDB)"): lambda s, n: _timed(lambda: s.get(f"{query}/api/orders/{order_ids[n % len(order_ids)]}")),
@@ -279,8 +277,7 @@ def read_payoff(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
                                               "requests_per_s": round(len(latencies) / seconds, 1),
                                               "latency_ms": percentiles(latencies)}
     finally:
-        baseline.terminate()
-        baseline.wait(10)
+        baseline.stop()
         stack.stop()
     for read in ("order detail", "top products"):
         ours = results[f"{read} / query service (MongoDB)"]

@@ -8,67 +8,21 @@ A detached stack records itself in `<run dir>/<namespace>/state.json` for `down`
 
 from __future__ import annotations
 
-import ctypes
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from cqrs_demo.config import Settings, to_environment
+from cqrs_demo.config import Settings
 from cqrs_demo.connections import write_engine
-from cqrs_demo.runtime import backing, health
+from cqrs_demo.polling import WaitTimeout, wait_until
+from cqrs_demo.runtime import backing, health, processes
 from cqrs_demo.runtime.ports import is_free
-from cqrs_demo.runtime.standin import MongoStandIn, is_running
-
-PR_SET_PDEATHSIG = 1
+from cqrs_demo.runtime.processes import Process
+from cqrs_demo.runtime.standin import MongoStandIn
 
 
 class StackError(RuntimeError):
     pass
-
-
-def _die_with_parent() -> None:
-    # Linux asks the kernel to send SIGTERM to the child when its parent dies.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-
-
-@dataclass
-class ServiceProcess:
-    name: str
-    pid: int
-    process: subprocess.Popen | None = None
-
-    def alive(self) -> bool:
-        if self.process is not None:
-            return self.process.poll() is None
-        return is_running(self.pid)
-
-    def signal(self, signum: int) -> None:
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.alive():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.signal(signal.SIGTERM)
-        if not self.wait(timeout):
-            self.signal(signal.SIGKILL)
-            self.wait(5)
 
 
 class Stack:
@@ -77,7 +31,7 @@ class Stack:
         self.detach = detach
         self.directory = settings.stack_dir
         self.standin: MongoStandIn | None = None
-        self.processes: dict[str, ServiceProcess] = {}
+        self.processes: dict[str, Process] = {}
         self._engine = None
 
     # -- starting and stopping -------------------------------------------------------------
@@ -92,7 +46,7 @@ class Stack:
                 )
         backing.ensure(self.settings)
         if not self.settings.mongo_url:
-            self.standin = MongoStandIn(self.directory / "mongo").start(**self._popen_kwargs())
+            self.standin = MongoStandIn(self.directory / "mongo", detach=self.detach).start()
             self.settings = self.settings.with_(mongo_url=self.standin.url)
         try:
             for name in self.settings.services:
@@ -104,18 +58,9 @@ class Stack:
         self._save_state()
         return self
 
-    def start_service(self, name: str) -> ServiceProcess:
-        log = open(self.directory / f"{name}.log", "ab")
-        env = {**os.environ, **to_environment(self.settings), "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cqrs_demo", "serve", name],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            **self._popen_kwargs(),
-        )
-        log.close()
-        self.processes[name] = ServiceProcess(name, process.pid, process)
+    def start_service(self, name: str) -> Process:
+        log_path = self.directory / f"{name}.log"
+        self.processes[name] = processes.start_service(name, self.settings, log_path, self.detach)
         self._save_state()
         return self.processes[name]
 
@@ -135,18 +80,13 @@ class Stack:
         if self.standin:
             self.standin.stop()
         elif self._state().get("standin_pid"):
-            ServiceProcess("mongo", self._state()["standin_pid"]).stop()
+            Process("mongo", self._state()["standin_pid"]).stop()
         state = self.directory / "state.json"
         if state.exists():
             state.unlink()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
-
-    def _popen_kwargs(self) -> dict:
-        if self.detach:
-            return {"start_new_session": True}
-        return {"preexec_fn": _die_with_parent}
 
     # -- health ----------------------------------------------------------------------------
 
@@ -174,19 +114,20 @@ class Stack:
         return self._engine
 
     def wait_healthy(self, timeout: float = 60.0, names=None) -> None:
-        deadline = time.monotonic() + timeout
         waiting = list(names or self.settings.services)
-        while waiting:
+
+        def all_healthy() -> bool:
             for name in list(waiting):
-                service = self.processes[name]
-                if not service.alive():
+                if not self.processes[name].alive():
                     raise StackError(f"{name} exited during start-up; see {self.directory / (name + '.log')}")
                 if self.healthy(name):
                     waiting.remove(name)
-            if waiting and time.monotonic() > deadline:
-                raise StackError(f"not healthy after {timeout:g}s: {', '.join(waiting)}")
-            if waiting:
-                time.sleep(0.1)
+            return not waiting
+
+        try:
+            wait_until(all_healthy, timeout, interval=0.1, what="every process to be healthy")
+        except WaitTimeout:
+            raise StackError(f"not healthy after {timeout:g}s: {', '.join(waiting)}") from None
 
     def status(self) -> list[dict]:
         rows = []
@@ -239,5 +180,7 @@ class Stack:
             ),
             detach=True,
         )
-        stack.processes = {name: ServiceProcess(name, pid) for name, pid in state["processes"].items()}
+        stack.processes = {
+            name: Process(name, pid, stack.directory / f"{name}.log") for name, pid in state["processes"].items()
+        }
         return stack

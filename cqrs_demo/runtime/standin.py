@@ -6,15 +6,14 @@ database file, so several stacks (and test runs) on one machine never share one.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pymongo
 
+from cqrs_demo.polling import WaitTimeout, wait_until
+from cqrs_demo.runtime import processes
 from cqrs_demo.runtime.ports import free_port
 
 
@@ -29,17 +28,19 @@ def _executable() -> str:
 
 
 class MongoStandIn:
-    def __init__(self, directory: Path, port: int | None = None, in_memory: bool = False) -> None:
+    def __init__(self, directory: Path, port: int | None = None, in_memory: bool = False,
+                 detach: bool = False) -> None:
         self.directory = Path(directory)
         self.port = port
         self.in_memory = in_memory
-        self.process: subprocess.Popen | None = None
+        self.detach = detach
+        self.process: processes.Process | None = None
 
     @property
     def url(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/"
 
-    def start(self, timeout: float = 20.0, **popen_kwargs) -> "MongoStandIn":
+    def start(self, timeout: float = 20.0) -> "MongoStandIn":
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         database = "memory" if self.in_memory else str(self.directory / "read-model.db")
@@ -51,34 +52,27 @@ class MongoStandIn:
             "--pid-file", str(self.directory / "mongo.pid"),
             "--log-file", str(self.directory / "mongo.log"),
         ]
-        log = open(self.directory / "mongo.out", "ab")
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **popen_kwargs)
-        log.close()
-        self._wait_ready(timeout)
+        self.process = processes.start("mongo", argv, self.directory / "mongo.out", detach=self.detach)
+        try:
+            wait_until(self._answers, timeout, interval=0.1, what=f"the MongoDB stand-in on port {self.port}")
+        except WaitTimeout:
+            self.stop()
+            raise RuntimeError(f"the MongoDB stand-in did not answer on port {self.port} within {timeout}s") from None
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the MongoDB stand-in exited; see {self.directory / 'mongo.out'}")
-            try:
-                with pymongo.MongoClient(self.url, serverSelectionTimeoutMS=300) as client:
-                    client.admin.command("ping")
-                return
-            except pymongo.errors.PyMongoError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the MongoDB stand-in did not answer on port {self.port} within {timeout}s")
+    def _answers(self) -> bool:
+        if not self.process.alive():
+            raise RuntimeError(f"the MongoDB stand-in exited; see {self.directory / 'mongo.out'}")
+        try:
+            with pymongo.MongoClient(self.url, serverSelectionTimeoutMS=300) as client:
+                client.admin.command("ping")
+            return True
+        except pymongo.errors.PyMongoError:
+            return False
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            self.process.stop()
         pid_file = self.directory / "mongo.pid"
         if pid_file.exists():
             pid_file.unlink()
@@ -86,11 +80,3 @@ class MongoStandIn:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
-
-
-def is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True

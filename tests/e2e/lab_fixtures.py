@@ -9,7 +9,6 @@ everything the namespace created: the PostgreSQL schema, the RabbitMQ objects, t
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,16 +17,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from cqrs_demo.config import to_environment
 from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
 from cqrs_demo.consistency import wait_until_equal
-from cqrs_demo.lab.faults import wait_for
 from cqrs_demo.lab.stack import LabStack
 from cqrs_demo.messaging import topology
 from cqrs_demo.messaging.relay import application_name
 from cqrs_demo.read import projection
+from cqrs_demo.runtime.processes import child_environment
 from cqrs_demo.write.schema import drop_schema, outbox, products, relay_lock_key
-from support import ExtraProcess
+from support import extra_process
 
 
 def new_namespace() -> str:
@@ -81,8 +79,8 @@ def teardown_stack(stack: LabStack) -> list[str]:
             except Exception as exc:
                 errors.append(f"drop mongo database: {exc!r}")
         standin = running.standin
-        if standin is not None and standin.process is not None and standin.process.poll() is None:
-            standin.process.kill()  # its data is dropped; a restarted stand-in can be slow to stop
+        if standin is not None and standin.process is not None and standin.process.alive():
+            standin.process.signal(signal.SIGKILL)  # its data is dropped; a restarted stand-in can be slow to stop
             standin.process.wait(10)
     try:
         stack.stop()
@@ -161,13 +159,12 @@ def relay_sessions(stack) -> int:
 
 def cli(stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """`cqrs-demo ARGS` against the stack, as an operator runs it from a shell."""
-    env = {**os.environ, **to_environment(stack.settings)}
     return subprocess.run(
-        [sys.executable, "-m", "cqrs_demo", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "cqrs_demo", *args], env=child_environment(stack.settings), capture_output=True, text=True, timeout=timeout
     )
 
 
 __all__ = [
-    "ExtraProcess", "LabStacks", "assert_equal", "cli", "new_namespace", "pg_versions", "read_version",
-    "relay_lock_holders", "relay_sessions", "status", "teardown_stack", "unpublished", "wait_for",
+    "LabStacks", "assert_equal", "extra_process", "cli", "new_namespace", "pg_versions", "read_version",
+    "relay_lock_holders", "relay_sessions", "status", "teardown_stack", "unpublished",
 ]

@@ -10,12 +10,13 @@ import threading
 import time
 
 import pytest
-from support import ExtraProcess, wait_for
+from support import extra_process
 import requests
 import sqlalchemy as sa
 
 from cqrs_demo.connections import write_engine as make_write_engine
 from cqrs_demo.consistency import wait_until_equal
+from cqrs_demo.polling import WaitTimeout, wait_until
 from cqrs_demo.read import projection
 from cqrs_demo.runtime import health
 from cqrs_demo.write.schema import outbox
@@ -144,7 +145,7 @@ class CommandSender:
         session.close()
 
     def wait_sent(self, count: int, timeout: float = 30) -> None:
-        wait_for(lambda: self.sent >= count, timeout, message=f"{count} commands sent")
+        wait_until(lambda: self.sent >= count, timeout, what=f"{count} commands sent")
 
     def join(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -205,18 +206,21 @@ def wait_status_applied(db, expected: int, timeout: float = 10) -> dict:
     Waits until every event is accounted for (applied or duplicate), and then until `applied`
     reaches `expected` or stops moving.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def settled() -> dict | None:
         current = status(db)
         if current.get("applied", 0) >= expected:
             return current
         if current.get("applied", 0) + current.get("duplicates", 0) >= expected:
             time.sleep(0.3)
-            if status(db).get("applied", 0) == current.get("applied", 0):
-                return status(db)
-            continue
-        time.sleep(0.05)
-    return status(db)
+            later = status(db)
+            if later.get("applied", 0) == current.get("applied", 0):
+                return later
+        return None
+
+    try:
+        return wait_until(settled, timeout, what=f"{expected} events accounted for in the status")
+    except WaitTimeout:
+        return status(db)  # the caller's assertions say what is missing
 
 
 RELAY_SESSIONS = """
@@ -252,24 +256,24 @@ def test_projector_killed_mid_stream_recovers_without_doubling(stack, write_engi
     sender = CommandSender(stack.urls()["command"], total=300, threads=2, products_per_thread=15, seed=1,
                            pace=0.004).start()
     sender.wait_sent(60)
-    wait_for(lambda: status(read_db).get("applied", 0) > 0, 10, message="the projector to apply something")
+    wait_until(lambda: status(read_db).get("applied", 0) > 0, 10, what="the projector to apply something")
     # First kill: while commands flow. Events pile up in the durable queue meanwhile.
     stack.stop_service("projector", signal.SIGKILL)
     assert not stack.processes["projector"].alive()
     sender.wait_sent(200)
-    wait_for(
+    wait_until(
         lambda: (health.projector_queue_counts(stack.settings) or (0, 0))[0] >= 50,
         10,
-        message="a backlog in the projector queue",
+        what="a backlog in the projector queue",
     )
     applied_before = status(read_db).get("applied", 0)
     # Second kill: in the middle of draining the backlog, with prefetched messages in hand.
     stack.start_service("projector")
-    wait_for(
+    wait_until(
         lambda: status(read_db).get("applied", 0) >= applied_before + 10,
         20,
         interval=0.002,
-        message="the restarted projector to drain some of the backlog",
+        what="the restarted projector to drain some of the backlog",
     )
     stack.stop_service("projector", signal.SIGKILL)
     assert not stack.processes["projector"].alive()
@@ -291,9 +295,9 @@ def test_projector_killed_mid_stream_recovers_without_doubling(stack, write_engi
 
 
 def test_two_projectors_on_few_hot_products_converge(stack, write_engine, read_db):
-    extra = ExtraProcess(stack.settings, stack.directory, "projector")
+    extra = extra_process(stack.settings, stack.directory, "projector")
     try:
-        wait_for(lambda: health.projector_consumers(stack.settings) >= 2, 20, message="two projector consumers")
+        wait_until(lambda: health.projector_consumers(stack.settings) >= 2, 20, what="two projector consumers")
         # Four threads, two products each: ~37 versions per product, interleaved across consumers.
         sender = CommandSender(
             stack.urls()["command"], total=300, threads=4, products_per_thread=2, seed=2, orders=False
@@ -322,7 +326,7 @@ def test_relay_killed_mid_stream_loses_nothing(stack, write_engine, read_db):
     sender = CommandSender(stack.urls()["command"], total=300, threads=2, products_per_thread=15, seed=3,
                            pace=0.004).start()
     sender.wait_sent(60)
-    wait_for(lambda: status(read_db).get("applied", 0) > 0, 10, message="the relay to publish something")
+    wait_until(lambda: status(read_db).get("applied", 0) > 0, 10, what="the relay to publish something")
     stack.stop_service("relay", signal.SIGKILL)
     assert not stack.processes["relay"].alive()
     sender.wait_sent(150)
@@ -350,18 +354,18 @@ def test_relay_killed_mid_stream_loses_nothing(stack, write_engine, read_db):
 
 def test_standby_relay_takes_over_when_the_active_one_is_killed(stack, write_engine, read_db):
     engine = make_write_engine(stack.settings)
-    extra = ExtraProcess(stack.settings, stack.directory, "relay")
+    extra = extra_process(stack.settings, stack.directory, "relay")
     try:
         base = stack.urls()["command"]
         [leader] = relay_lock_holders(stack.settings, engine)  # the stack's relay, active since start
         # The standby has started once it has tried, and failed, to take the relay lock.
-        wait_for(
+        wait_until(
             lambda: any(
                 row.pid != leader and "pg_try_advisory_lock" in (row.query or "")
                 for row in relay_sessions(stack.settings, engine)
             ),
             20,
-            message="the second relay to start as a standby",
+            what="the second relay to start as a standby",
         )
         # Exactly one active relay, and it stays that way.
         deadline = time.monotonic() + 2
@@ -378,11 +382,11 @@ def test_standby_relay_takes_over_when_the_active_one_is_killed(stack, write_eng
         stack.stop_service("relay", signal.SIGKILL)
         assert not stack.processes["relay"].alive()
         killed_at = time.monotonic()
-        new_holders = wait_for(
+        new_holders = wait_until(
             lambda: (holders := relay_lock_holders(stack.settings, engine)) and leader not in holders and holders,
             10,
             interval=0.05,
-            message="the standby relay to take the lock",
+            what="the standby relay to take the lock",
         )
         takeover = time.monotonic() - killed_at
         assert len(new_holders) == 1 and extra.alive(), extra.log()

@@ -19,17 +19,17 @@ import sqlalchemy as sa
 
 from cqrs_demo.lab import anomalies, faults, scenarios
 from cqrs_demo.lab.client import WorkbenchClient
-from cqrs_demo.lab.faults import wait_for
 from cqrs_demo.lab.load import LoadGenerator
+from cqrs_demo.polling import wait_until
 from cqrs_demo.read import projection
 from cqrs_demo.runtime import health
 from cqrs_demo.write.schema import order_lines, orders, outbox
 
 from lab_fixtures import (
-    ExtraProcess,
     LabStacks,
     assert_equal,
     cli,
+    extra_process,
     pg_versions,
     read_version,
     relay_lock_holders,
@@ -180,14 +180,14 @@ def test_relay_killed_between_publish_and_mark_delivers_twice_applies_once(labs)
 
     created = client.create_product("Crash between confirm and mark", "12.50", 5, "SKU-RELAY-MARK")
     assert created.status == 201, created
-    wait_for(lambda: not stack.stack.processes["relay"].alive(), timeout=15)
+    wait_until(lambda: not stack.stack.processes["relay"].alive(), timeout=15)
     assert unpublished(stack) == 1  # the broker has it, the outbox does not know
 
     stack.resume("relay")
-    wait_for(lambda: unpublished(stack) == 0, timeout=15)  # republished, and this time marked
+    wait_until(lambda: unpublished(stack) == 0, timeout=15)  # republished, and this time marked
     assert_equal(stack, 30)
     # The republished copy arrives and is recognised as a duplicate: delivered twice...
-    projected = wait_for(lambda: (body := client.projection().body)["duplicates"] >= 1 and body, timeout=15)
+    projected = wait_until(lambda: (body := client.projection().body)["duplicates"] >= 1 and body, timeout=15)
     assert projected["applied"] == 1, projected
     # ... applied once.
     observed = assert_nothing_lost_or_doubled(stack)
@@ -206,13 +206,13 @@ def test_projector_killed_mid_batch_loses_nothing_and_applies_once(labs):
     # First death: right after a change reached MongoDB, before RabbitMQ heard the ack.
     faults.arm(stack, "projector.before_ack")
     burst.start()
-    wait_for(lambda: projector_dead(stack), timeout=15)
+    wait_until(lambda: projector_dead(stack), timeout=15)
     assert burst.running
     stack.resume("projector")
 
     # Second death: a SIGKILL while it drains the backlog, with a prefetched batch in hand.
     applied = status(stack).get("applied", 0)
-    wait_for(lambda: status(stack).get("applied", 0) >= applied + 20, timeout=20, interval=0.005)
+    wait_until(lambda: status(stack).get("applied", 0) >= applied + 20, timeout=20, interval=0.005)
     stack.kill("projector")
     assert projector_dead(stack)
     stack.resume("projector")
@@ -245,7 +245,7 @@ def test_poison_message_is_dead_lettered_holds_its_product_and_replays_in_order(
             other_versions[pid] = exchange.body["version"]
 
     # Dead-lettered after a bounded number of attempts, and only that one message.
-    wait_for(lambda: projector_dead(stack) or faults.dead_letters(stack).shape[0] >= 1, timeout=30)
+    wait_until(lambda: projector_dead(stack) or faults.dead_letters(stack).shape[0] >= 1, timeout=30)
     assert not projector_dead(stack), "the projector died on the poison message:\n" + stack.logs("projector", 25)
     dead = faults.dead_letters(stack)
     assert dead.shape[0] == 1, dead.to_string()
@@ -261,7 +261,7 @@ def test_poison_message_is_dead_lettered_holds_its_product_and_replays_in_order(
         seen = client.product(pid, min_version=version)
         assert seen.status == 200 and seen.body["version"] == version, seen
     # The poisoned product's later updates are parked behind it, not applied past it.
-    wait_for(lambda: status(stack).get("parked", 0) >= len(later), timeout=20)
+    wait_until(lambda: status(stack).get("parked", 0) >= len(later), timeout=20)
     assert read_version(stack, poisoned) == poison_version - 1 < pg_versions(stack)[poisoned]
     assert client.product(poisoned).body["version"] == poison_version - 1
     assert faults.dead_letters(stack).shape[0] == 1  # still there: nothing retries it forever
@@ -271,7 +271,7 @@ def test_poison_message_is_dead_lettered_holds_its_product_and_replays_in_order(
     poison.fix()
     assert faults.replay_dead_letters(stack) == 1
     target = pg_versions(stack)[poisoned]
-    wait_for(lambda: read_version(stack, poisoned) == target, timeout=20)
+    wait_until(lambda: read_version(stack, poisoned) == target, timeout=20)
     seen = client.product(poisoned, min_version=target).body
     assert seen["quantity"] == 89 and seen["description"] == "poisoned update", seen
     assert_equal(stack, 30)
@@ -290,12 +290,12 @@ def test_two_relays_one_active_standby_takes_over(labs):
     stack = labs.start()
     client = WorkbenchClient.for_stack(stack)
     own_sessions = relay_sessions(stack)
-    extra = ExtraProcess(stack.settings, stack.stack.directory, "relay")
+    extra = extra_process(stack.settings, stack.stack.directory, "relay")
     try:
         # The standby is connected and waiting, and only one relay holds the lock.
-        wait_for(lambda: relay_sessions(stack) > own_sessions, timeout=20)
+        wait_until(lambda: relay_sessions(stack) > own_sessions, timeout=20)
         assert extra.alive(), extra.log()
-        wait_for(lambda: health.active_relays(stack.settings, stack.engine) == 1, timeout=5)
+        wait_until(lambda: health.active_relays(stack.settings, stack.engine) == 1, timeout=5)
         [old_holder] = relay_lock_holders(stack)
         assert old_holder in relay_lock_holders(stack) and extra.alive()
 
@@ -311,11 +311,11 @@ def test_two_relays_one_active_standby_takes_over(labs):
         stack.kill("relay")
         assert not stack.stack.processes["relay"].alive()
         killed_at = time.monotonic()
-        wait_for(lambda: (h := relay_lock_holders(stack)) and old_holder not in h, timeout=10)
+        wait_until(lambda: (h := relay_lock_holders(stack)) and old_holder not in h, timeout=10)
         takeover = time.monotonic() - killed_at
         assert takeover < 5, f"the standby took {takeover:.1f}s to take over"
         assert len(relay_lock_holders(stack)) == 1
-        wait_for(lambda: health.active_relays(stack.settings, stack.engine) == 1, timeout=5)
+        wait_until(lambda: health.active_relays(stack.settings, stack.engine) == 1, timeout=5)
         assert extra.alive(), extra.log()
 
         later = Burst(stack, commands=60, rate=100, products=5)
@@ -335,7 +335,7 @@ def test_mongo_restart_mid_stream_loses_nothing(labs):
     burst = Burst(stack, commands=300, rate=75)
     assert_equal(stack, 30)
     burst.start()
-    wait_for(lambda: status(stack).get("applied", 0) >= 10 + 30, timeout=15)
+    wait_until(lambda: status(stack).get("applied", 0) >= 10 + 30, timeout=15)
     assert burst.running
     faults.restart_mongo(stack)
     burst.join()
@@ -389,7 +389,7 @@ def test_duplicate_delivery_with_dedup_changes_nothing(labs):
     duplicates = status(stack).get("duplicates", 0)
 
     assert faults.redeliver(stack, positions) == 3
-    wait_for(lambda: status(stack).get("duplicates", 0) >= duplicates + 3, timeout=15)
+    wait_until(lambda: status(stack).get("duplicates", 0) >= duplicates + 3, timeout=15)
     assert client.top_products().body == top_before
     assert _top_units(client) == _pg_units_sold(stack)
     assert_equal(stack, 10)
@@ -404,7 +404,7 @@ def test_duplicate_delivery_without_dedup_doubles_sales(labs):
 
     assert faults.redeliver(stack, positions) == 3
     doubled = {pid: 2 * units for pid, units in pg_units.items()}
-    wait_for(lambda: _top_units(client) == doubled, timeout=15)
+    wait_until(lambda: _top_units(client) == doubled, timeout=15)
     # What deduplication buys: without it, a redelivered sale is counted again.
     result = assert_not_equal_only_in_sales(stack)
     assert {d["id"] for d in result["differences"]} == set(pg_units)

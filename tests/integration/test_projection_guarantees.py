@@ -16,7 +16,6 @@ a relay count that included other locks.
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -26,16 +25,17 @@ from decimal import Decimal
 
 import pika
 import pytest
-from support import Background, wait_for
+from support import Background
 import sqlalchemy as sa
 
-from cqrs_demo.config import to_environment
 from cqrs_demo.connections import amqp_connection
 from cqrs_demo.consistency import compare, wait_until_equal
 from cqrs_demo.messaging import topology
+from cqrs_demo.polling import WaitTimeout, wait_until
 from cqrs_demo.read import projection
 from cqrs_demo.read.projection import project
 from cqrs_demo.read.versioned import Outcome
+from cqrs_demo.runtime.processes import child_environment
 from cqrs_demo.write import products
 from cqrs_demo.write.commands import ProductFields
 from cqrs_demo.write.outbox import event_from_row
@@ -145,15 +145,19 @@ class Publisher:
 
     def get_dead_letters(self, count: int, timeout: float = 10.0) -> list[bytes]:
         bodies: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while len(bodies) < count:
-            method, _props, body = self.channel.basic_get(self.settings.dead_letter_queue, auto_ack=True)
-            if method is not None:
+
+        def all_taken() -> bool:
+            while len(bodies) < count:
+                method, _props, body = self.channel.basic_get(self.settings.dead_letter_queue, auto_ack=True)
+                if method is None:
+                    return False
                 bodies.append(body)
-                continue
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
+            return True
+
+        try:
+            wait_until(all_taken, timeout, what=f"{count} dead letters")
+        except WaitTimeout:
+            pass  # the caller asserts on the ones that came
         return bodies
 
     def close(self) -> None:
@@ -229,12 +233,16 @@ def relay_sessions(engine, settings, granted: bool) -> int:
 def wait_equal(write_engine, read_db, timeout: float = 30) -> dict:
     """Equal, and every outbox row marked: the relay marks a batch only after all of it is confirmed,
     so the read model can be equal a moment before the last rows are marked."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = wait_until_equal(write_engine, read_db, timeout=max(0.0, deadline - time.monotonic()))
-        if (result["equal"] and result["unpublished_events"] == 0) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    result: dict = {}
+
+    def settled() -> bool:
+        result.update(compare(write_engine, read_db))
+        return result["equal"] and result["unpublished_events"] == 0
+
+    try:
+        wait_until(settled, timeout, interval=0.1, what="the read model to equal the write model, all published")
+    except WaitTimeout:
+        pass  # the assertion shows the differences
     assert result["equal"], json.dumps(result, indent=2, default=str)
     return result
 
@@ -369,7 +377,7 @@ def test_duplicates_published_to_the_exchange_are_dropped(
     assert patch(command_client, pid, {"name": "second"}, if_match=1).status_code == 200
     assert patch(command_client, pid, {"quantity": 3}, if_match=2).status_code == 200
     wait_equal(write_engine, read_db)
-    wait_for(lambda: status(read_db).get("applied", 0) >= 3, 10, message="status applied >= 3")
+    wait_until(lambda: status(read_db).get("applied", 0) >= 3, 10, what="status applied >= 3")
     before_status = status(read_db)
     before_doc = without_timing(snapshot(read_db, pid))
     assert before_doc["product"]["version"] == 3
@@ -382,10 +390,10 @@ def test_duplicates_published_to_the_exchange_are_dropped(
         publisher.publish(event.to_json(), event.routing_key, message_id=event.event_id, type=event.type)
         copies += 1
 
-    wait_for(
+    wait_until(
         lambda: status(read_db).get("duplicates", 0) >= before_status.get("duplicates", 0) + copies,
         15,
-        message=f"{copies} more duplicates in projection_status",
+        what=f"{copies} more duplicates in projection_status",
     )
     after_status = status(read_db)
     assert after_status.get("duplicates", 0) == before_status.get("duplicates", 0) + copies
@@ -522,11 +530,11 @@ def test_random_commands_converge_and_the_cli_agrees(settings, command_client, w
 
     # Each distinct event applied exactly once.
     events = outbox_events(write_engine)
-    wait_for(lambda: status(read_db).get("applied", 0) >= len(events), 10, message="status catches up")
+    wait_until(lambda: status(read_db).get("applied", 0) >= len(events), 10, what="status catches up")
     assert status(read_db)["applied"] == len(events)
     assert status(read_db).get("gaps", 0) == 0
 
-    env = {**os.environ, **to_environment(settings)}
+    env = child_environment(settings)
     check = subprocess.run(
         [sys.executable, "-m", "cqrs_demo", "check", "--wait", "30"],
         env=env,
@@ -602,7 +610,7 @@ def test_an_event_whose_payload_does_not_fit_is_dead_lettered_and_projection_con
             dead.extend(publisher.get_dead_letters(1, timeout=0))
             return dead or not projector.thread.is_alive()
 
-        wait_for(dead_lettered_or_projector_gone, 15, message="the event to be dead-lettered")
+        wait_until(dead_lettered_or_projector_gone, 15, what="the event to be dead-lettered")
         assert projector.thread.is_alive(), "the projector died on an event whose payload does not fit"
         assert dead == [bad_payload]
         assert read_db[projection.PRODUCTS].find_one({"_id": 99_999_999}) is None
@@ -651,13 +659,13 @@ def test_relay_publishes_a_row_that_commits_late(settings, command_client, write
                 for o in others
             )
 
-        wait_for(others_projected, 15, message="the other commands to be projected")
-        wait_for(
+        wait_until(others_projected, 15, what="the other commands to be projected")
+        wait_until(
             lambda: all(
                 row.published_at is not None for row in outbox_rows(write_engine)
             ),
             10,
-            message="committed rows to be marked published",
+            what="committed rows to be marked published",
         )
         visible = {row.position for row in outbox_rows(write_engine)}
         assert late["position"] not in visible
@@ -678,9 +686,9 @@ def test_relay_publishes_a_row_that_commits_late(settings, command_client, write
                 sa.select(outbox.c.published_at).where(outbox.c.position == late["position"])
             )
 
-    wait_for(late_published, 10, message="the late row to be published")
-    doc = wait_for(
-        lambda: read_db[projection.PRODUCTS].find_one({"_id": late["id"]}), 10, message="the late row to be projected"
+    wait_until(late_published, 10, what="the late row to be published")
+    doc = wait_until(
+        lambda: read_db[projection.PRODUCTS].find_one({"_id": late["id"]}), 10, what="the late row to be projected"
     )
     assert doc["version"] == 1 and doc["sku"] == "LATE-1" and doc["price_cents"] == 150
     result = wait_equal(write_engine, read_db)
@@ -696,7 +704,7 @@ def test_relay_publishes_a_late_row_without_notify(settings, command_client, wri
     relay = OutboxRelay(polling)
     workers = [Background("relay", relay).start(), Background("projector", Projector(polling)).start()]
     try:
-        wait_for(lambda: relay.is_leader, 10, message="the relay to become active")
+        wait_until(lambda: relay.is_leader, 10, what="the relay to become active")
         warmup = post(command_client, product_body(39))
         assert warmup.status_code == 201
         wait_equal(write_engine, read_db)
@@ -705,17 +713,17 @@ def test_relay_publishes_a_late_row_without_notify(settings, command_client, wri
             late = held.product
             others = [post(command_client, product_body(n)).get_json() for n in range(40, 45)]
             assert all(other["position"] > late["position"] for other in others)
-            wait_for(
+            wait_until(
                 lambda: all(read_db[projection.PRODUCTS].find_one({"_id": o["id"]}) for o in others),
                 10,
-                message="the others to be projected",
+                what="the others to be projected",
             )
             assert read_db[projection.PRODUCTS].find_one({"_id": late["id"]}) is None
             time.sleep(3 * polling.relay_poll_seconds)  # a few polls that pass the late position by
             held.commit()
 
-        doc = wait_for(
-            lambda: read_db[projection.PRODUCTS].find_one({"_id": late["id"]}), 10, message="the late row projected"
+        doc = wait_until(
+            lambda: read_db[projection.PRODUCTS].find_one({"_id": late["id"]}), 10, what="the late row projected"
         )
         assert doc["version"] == 1
         assert wait_equal(write_engine, read_db)["unpublished_events"] == 0
@@ -736,10 +744,10 @@ def test_a_relay_starting_during_a_long_command_does_not_stall_other_commands(
         with HeldTransaction(write_engine, settings, "LONG-1") as held:
             relay = Background("relay", OutboxRelay(settings)).start()
             # The relay either becomes active or is stuck in start-up behind the open transaction.
-            wait_for(
+            wait_until(
                 lambda: relay.worker.is_leader or relay_sessions(write_engine, settings, granted=False) > 0,
                 10,
-                message="the relay to start",
+                what="the relay to start",
             )
             answer: dict = {}
             sender = threading.Thread(
