@@ -38,25 +38,26 @@ def test_a_child_reads_exactly_the_settings_its_parent_holds(settings, tmp_path)
     assert config.Settings.model_validate_json(child.log().strip()) == settings
 
 
-def test_stop_asks_with_sigterm_first(settings, tmp_path):
-    polite = ("import signal, sys, time\n"
-              "signal.signal(signal.SIGTERM, lambda *_: (print('finishing what I hold', flush=True), sys.exit(0)))\n"
+def _child_that_on_sigterm(does: str, settings, tmp_path) -> processes.Process:
+    script = ("import signal, sys, time\n"
+              f"signal.signal(signal.SIGTERM, {does})\n"
               "print('ready', flush=True)\n"
               "time.sleep(60)")
-    child = processes.start("polite", [PYTHON, "-c", polite], tmp_path / "polite.log", settings)
-    wait_until(lambda: "ready" in child.log(), 30, what="the child to install its handler")
+    child = processes.start("child", [PYTHON, "-c", script], tmp_path / "child.log", settings)
+    wait_until(lambda: "ready" in child.log(), 30, what="the child to set up its SIGTERM handling")
+    return child
+
+
+def test_stop_asks_with_sigterm_first(settings, tmp_path):
+    child = _child_that_on_sigterm("lambda *_: (print('finishing what I hold', flush=True), sys.exit(0))",
+                                   settings, tmp_path)
     child.stop()
     assert not child.alive()
     assert child.popen.returncode == 0 and "finishing what I hold" in child.log()
 
 
 def test_stop_insists_with_sigkill_after_the_grace_period(settings, tmp_path):
-    stubborn = ("import signal, time\n"
-                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                "print('ready', flush=True)\n"
-                "time.sleep(60)")
-    child = processes.start("stubborn", [PYTHON, "-c", stubborn], tmp_path / "stubborn.log", settings)
-    wait_until(lambda: "ready" in child.log(), 30, what="the child to ignore SIGTERM")
+    child = _child_that_on_sigterm("signal.SIG_IGN", settings, tmp_path)
     child.stop(grace=0.5)
     assert not child.alive() and child.popen.returncode == -signal.SIGKILL
 
