@@ -6,17 +6,18 @@
 #   make run    the stack alone, in the foreground, on ports 8080 and 8081
 #   make tour   every notebook executed headless into HTML under build/tour/
 #   make bench  the benchmarks: JSON and charts under benchmarks/results/
+#   make student  the student's edition of the notebooks (solutions stubbed) under build/student/
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lab run test tour bench clean
+.PHONY: install lab run test tour bench student clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[lab,test]'
+	$(BIN)/pip install --quiet -e '.[lab,instructor,test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -34,6 +35,9 @@ tour: install
 	$(BIN)/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=600 \
 		--output-dir build/tour notebooks/*.ipynb
 	@echo "open build/tour/ in a browser to preview the course"
+
+student: install
+	$(BIN)/python -m cqrs_demo.course.edition notebooks build/student
 
 clean:
 	rm -rf $(VENV) .run build .pytest_cache

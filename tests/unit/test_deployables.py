@@ -281,6 +281,7 @@ def _pyproject_requirements(pyproject: dict) -> list[Requirement]:
     project = pyproject["project"]
     return [Requirement(r) for r in project["dependencies"]
         + project["optional-dependencies"]["lab"]
+        + project["optional-dependencies"]["instructor"]
         + project["optional-dependencies"]["test"]]
 
 
