@@ -99,6 +99,7 @@ class ProgressRecord:
             set_={
                 "notebook": statement.excluded.notebook,
                 "attempts": current.attempts + 1,
+                "first_attempt_at": sa.func.coalesce(current.first_attempt_at, now),  # a hint may come first
                 "last_attempt_at": now,
                 "last_passed": statement.excluded.last_passed,
                 "passed_at": sa.case((first_pass, now), else_=current.passed_at),

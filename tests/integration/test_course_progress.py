@@ -68,6 +68,9 @@ def test_hints_are_counted_before_any_attempt(progress_record):
     progress_record.record_hint("bob", "03.1", "03_events_and_the_projector")
     bobs = row(progress_record, "bob", "03.1")
     assert bobs["hints_shown"] == 2 and bobs["attempts"] == 0
+    progress_record.record_attempt("bob", "03.1", "03_events_and_the_projector", False)
+    bobs = row(progress_record, "bob", "03.1")
+    assert bobs["attempts"] == 1 and bobs["hints_shown"] == 2 and bobs["first_attempt_at"] is not None
 
 
 def test_class_progress_reads_every_student(progress_record, engine):
