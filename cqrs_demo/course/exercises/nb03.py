@@ -97,6 +97,11 @@ def deliveries(document: dict[str, Any]) -> list[Delivery]:
 
 
 def check_renamed_rule(apply_renamed: Callable[[Any, Event], Any], read_db, product_id: int) -> Verdict:
+    """Run the student's rule on a copy of the product's live read document, delivery by delivery.
+
+    Each delivery is compared with what the projector's own rule (`apply_versioned`) does: the
+    outcome returned, and the document left behind. The first difference is the verdict.
+    """
     live = read_db["products"].find_one({"_id": product_id})
     if live is None:
         return Verdict(False, "not run", f"product {product_id} is not in the read model yet",
@@ -109,7 +114,8 @@ def check_renamed_rule(apply_renamed: Callable[[Any, Event], Any], read_db, prod
     untouched = {key: value for key, value in scratch.find_one({"_id": product_id}).items()
                  if key not in ("name", "version")}
     rows: list[Row] = []
-    for step in deliveries(live):
+    steps = deliveries(live)
+    for step in steps:
         collection = scratch
         if step.competing:
             collection = Interleaved(scratch, lambda events=step.competing: _second_projector(scratch, events))
@@ -120,9 +126,9 @@ def check_renamed_rule(apply_renamed: Callable[[Any, Event], Any], read_db, prod
         expected = f"{step.outcome}; document at v{step.version} named {step.name!r}"
         rows.append(Row(step.what, _described(ran.error, got, document), expected, problem is None))
         if problem:
-            return Verdict(False, f"delivery {len(rows)} of 5 ({step.what}): {problem}",
+            return Verdict(False, f"delivery {len(rows)} of {len(steps)} ({step.what}): {problem}",
                            f"the projector's rule gives {expected}", hint=step.hint, rows=tuple(rows))
-    return Verdict(True, "all five deliveries handled as the projector's rule handles them",
+    return Verdict(True, f"all {len(steps)} deliveries handled as the projector's rule handles them",
                    "the same outcomes and the same document after each delivery", rows=tuple(rows))
 
 
