@@ -20,9 +20,8 @@ from cqrs_demo.course.catalog import UnknownExercise, all_exercises, exercise
 from cqrs_demo.course.definition import Exercise, ExerciseDefinitionError
 from cqrs_demo.course.kinds import Kind
 from cqrs_demo.course.feedback import ExerciseNotPassed
-from cqrs_demo.course.record import ProgressRecord, class_progress
+from cqrs_demo.course.record import ProgressRecord, class_progress, current_student
 from cqrs_demo.course.report import progress
-from cqrs_demo.course.student import current_student
 from cqrs_demo.course.verdict import Row, Verdict
 
 __all__ = [

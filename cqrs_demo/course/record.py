@@ -5,7 +5,7 @@ One row per student and exercise, in the table `course.progress` of the database
 recreate their stack's schema on every start; this schema is never part of a stack, so progress
 survives every reset. Columns, for whoever reads the record (the classroom view does):
 
-    student            who ran the check (see `cqrs_demo.course.student`)
+    student            who ran the check: `Settings.student` (CQRS_STUDENT, else JUPYTERHUB_USER, else the login)
     exercise           the exercise id, "03.1"
     notebook           the notebook's file name without `.ipynb`
     attempts           how many times the check ran, passed or not
@@ -33,7 +33,6 @@ from sqlalchemy.engine import Engine
 
 from cqrs_demo import config
 from cqrs_demo.connections import ensure_database, write_engine
-from cqrs_demo.course.student import current_student
 
 if TYPE_CHECKING:
     from cqrs_demo.course.definition import Exercise
@@ -144,6 +143,11 @@ def class_progress(engine: Engine, schema: str = SCHEMA) -> pd.DataFrame:
 
 
 # -- the record a notebook's checks write to ------------------------------------------------
+
+
+def current_student() -> str:
+    """Who runs this kernel, by the settings' rule (the name their stacks are derived from too)."""
+    return config.from_environment().student
 
 _current: ProgressRecord | None = None
 

@@ -6,15 +6,14 @@ import pandas as pd
 
 from cqrs_demo.course import record
 from cqrs_demo.course.catalog import all_exercises
-from cqrs_demo.course.student import current_student
 
 
 def progress(notebook: str | None = None, student: str | None = None) -> pd.DataFrame:
     """One row per exercise of the course (or of `notebook`, e.g. "03"): passed, tried or not started.
 
-    `student` defaults to whoever runs the notebook (see `cqrs_demo.course.student`).
+    `student` defaults to whoever runs the notebook (`Settings.student`).
     """
-    student = student or current_student()
+    student = student or record.current_student()
     rows = record.current_record().rows(student).set_index("exercise")
     table = []
     for exercise_id, found in all_exercises().items():

@@ -10,7 +10,6 @@ from cqrs_demo.course.catalog import UnknownExercise
 from cqrs_demo.course.definition import REHEARSAL_VARIABLE, Exercise, ExerciseDefinitionError
 from cqrs_demo.course.predictions import choices
 from cqrs_demo.course.report import progress
-from cqrs_demo.course.student import current_student
 from cqrs_demo.course.student_code import is_stub_function, run, student_error
 
 
@@ -189,16 +188,3 @@ def test_student_error_blames_the_course_code_with_none():
     with pytest.raises(TypeError) as caught:
         check_renamed_rule(None, read_db=None, product_id=1)
     assert student_error(caught.value) is None
-
-
-# --- who the student is -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("env, name", [
-    ({"CQRS_STUDENT": "ada", "JUPYTERHUB_USER": "hub-ada", "USER": "root"}, "ada"),
-    ({"JUPYTERHUB_USER": "hub-ada", "USER": "root"}, "hub-ada"),
-    ({"CQRS_STUDENT": " ", "JUPYTERHUB_USER": "", "USER": "root"}, None),
-])
-def test_the_student_is_cqrs_student_then_jupyterhub_user_then_the_os_user(env, name, monkeypatch):
-    monkeypatch.setenv("LOGNAME", "os-user")
-    assert current_student(env) == (name or "os-user")
