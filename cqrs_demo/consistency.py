@@ -11,30 +11,22 @@ with MongoDB's documents. Each difference is reported with its kind:
 from __future__ import annotations
 
 from collections import defaultdict
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
+from cqrs_demo.messaging import product
 from cqrs_demo.polling import WaitTimeout, wait_until
 from cqrs_demo.read import projection
 from cqrs_demo.write.schema import order_lines, orders, outbox, products
 
-
-def _cents(amount: Decimal) -> int:
-    return int(amount * 100)
+# What the read model must hold for each product: its fields, stored as the projector stores them.
+_PRODUCT_FIELDS = [product.stored_name(name) for name in product.FIELDS]
 
 
 def _write_products(conn) -> dict[int, dict[str, Any]]:
     return {
-        row.id: {
-            "version": row.version,
-            "name": row.name,
-            "description": row.description,
-            "price_cents": _cents(row.price),
-            "quantity": row.quantity,
-            "sku": row.sku,
-        }
+        row.id: {"version": row.version, **product.stored(product.payload(row._mapping))}
         for row in conn.execute(sa.select(products))
     }
 
@@ -49,8 +41,8 @@ def _write_orders(conn) -> dict[int, dict[str, Any]]:
                 "sku": row.sku,
                 "name": row.name,
                 "quantity": row.quantity,
-                "unit_price_cents": _cents(row.unit_price),
-                "line_total_cents": _cents(row.line_total),
+                "unit_price_cents": product.cents(row.unit_price),
+                "line_total_cents": product.cents(row.line_total),
             }
         )
     return {
@@ -58,7 +50,7 @@ def _write_orders(conn) -> dict[int, dict[str, Any]]:
             "version": row.version,
             "customer": row.customer,
             "status": row.status,
-            "total_cents": _cents(row.total),
+            "total_cents": product.cents(row.total),
             "lines": lines[row.id],
         }
         for row in conn.execute(sa.select(orders))
@@ -110,7 +102,7 @@ def compare(engine, db) -> dict[str, Any]:
     }
     implied = {pid: sale for pid, sale in _implied_sales(write_orders).items() if sale["units_sold"]}
     differences = (
-        _compare("product", write_products, read_products, ["name", "description", "price_cents", "quantity", "sku"])
+        _compare("product", write_products, read_products, _PRODUCT_FIELDS)
         + _compare("order", write_orders, read_orders, ["customer", "status", "total_cents", "lines"])
         + _compare("sales", implied, read_sales, ["units_sold", "revenue_cents"])
     )

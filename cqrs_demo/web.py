@@ -1,4 +1,4 @@
-"""What both HTTP services share: client errors as values, JSON in and out, and health.
+"""What both HTTP services share: client errors as values, JSON in and out, health, the document.
 
 `install` maps every `errors.ApiError`, and Flask's own HTTP errors, to the same JSON body:
 `{"error": code, "message": text, ...}`.
@@ -8,13 +8,16 @@ Nothing a client sends can produce a 500 or a stack trace.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import simplejson
-from flask import Flask, Request, jsonify, request
+from flask import Flask, Request, Response, jsonify, request
 from flask.json.provider import JSONProvider
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
+from cqrs_demo import openapi
 from cqrs_demo.errors import (
     ApiError,
     MalformedJson,
@@ -22,8 +25,6 @@ from cqrs_demo.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import BaseConverter
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ def _default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# What `json_body` and `validated` refuse: every operation that takes a JSON body can answer these.
+JSON_BODY_ERRORS = (MalformedJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed)
 
 
 def json_body(req: Request | None = None) -> dict[str, Any]:
@@ -78,10 +83,14 @@ def validated(model, data: dict[str, Any]):
         raise ValidationFailed.from_pydantic(exc) from None
 
 
+Id = Annotated[int, Field(ge=1, le=2**63 - 1, description="an id, as the write side numbers them")]
+
+
 class IdConverter(BaseConverter):
     """A numeric id in a path. Longer than any id can be (19 digits) matches no route: a 404."""
 
     regex = r"\d{1,19}"
+    json_schema = TypeAdapter(Id).json_schema()
 
     def to_python(self, value: str) -> int:
         return int(value)
@@ -98,15 +107,14 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return jsonify(exc.body()), exc.status
+        return jsonify(exc.body()), exc.status, exc.headers()
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        if exc.code == 413:  # a body too long to read at all: the same answer as json_body's
+            return _api_error(PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes"))
         code = (exc.name or "error").lower().replace(" ", "_")
-        if exc.code == 413:
-            message = f"request body is over {MAX_BODY_BYTES} bytes"
-        else:
-            message = exc.description or exc.name
+        message = exc.description or exc.name
         response = jsonify({"error": code, "message": message})
         response.status_code = exc.code or 500
         if exc.code == 405 and getattr(exc, "valid_methods", None):
@@ -119,9 +127,22 @@ def install(app: Flask) -> None:
         return jsonify({"error": "internal_error", "message": "internal server error"}), 500
 
 
+class Health(BaseModel):
+    """Whether the service can reach its store."""
+
+    service: str
+    namespace: str
+    status: Literal["ok", "unavailable"]
+    reason: str | None = Field(None, description="why not, when unavailable")
+
+
 def add_health(app: Flask, service: str, settings, probe) -> None:
     """`GET /health`: 200 when the service can reach its store, 503 with the reason when not."""
 
+    @openapi.operation(
+        summary="Whether the service can reach its store",
+        replies=[openapi.Reply(200, "healthy", Health), openapi.Reply(503, "the store is unreachable", Health)],
+    )
     def health():
         body = {"service": service, "namespace": settings.namespace}
         try:
@@ -131,3 +152,9 @@ def add_health(app: Flask, service: str, settings, probe) -> None:
         return jsonify({**body, "status": "ok"})
 
     app.add_url_rule("/health", "health", health)
+
+
+def add_openapi(app: Flask, title: str, description: str) -> None:
+    """`GET /openapi.json`: the document generated from the app's declared routes, made once."""
+    text = app.json.dumps(openapi.document(app, title, description))
+    app.add_url_rule("/openapi.json", "openapi", lambda: Response(text, mimetype="application/json"))

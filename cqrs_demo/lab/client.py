@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import requests
 import simplejson
 
+from cqrs_demo.etags import etag
+
 
 @dataclass
 class Exchange:
@@ -49,6 +51,11 @@ def money(value: Any) -> Any:
         except ArithmeticError:
             return value  # not a number: sent as given, so the service's own error shows
     return value
+
+
+def _if_match(version: int | None) -> dict[str, str] | None:
+    """The change applies only to this version: its entity tag, quoted as the ETag header gives it."""
+    return {"If-Match": etag(version)} if version is not None else None
 
 
 class WorkbenchClient:
@@ -89,17 +96,17 @@ class WorkbenchClient:
         return self.send("POST", f"{self.command_url}/api/products", body)
 
     def update_product(self, product_id: int, if_match: int | None = None, **changes) -> Exchange:
-        headers = {"If-Match": str(if_match)} if if_match is not None else None
+        headers = _if_match(if_match)
         if "price" in changes:
             changes["price"] = money(changes["price"])
         return self.send("PATCH", f"{self.command_url}/api/products/{product_id}", changes, headers)
 
     def replace_product(self, product_id: int, fields: dict, if_match: int | None = None) -> Exchange:
-        headers = {"If-Match": str(if_match)} if if_match is not None else None
+        headers = _if_match(if_match)
         return self.send("PUT", f"{self.command_url}/api/products/{product_id}", fields, headers)
 
     def delete_product(self, product_id: int, if_match: int | None = None) -> Exchange:
-        headers = {"If-Match": str(if_match)} if if_match is not None else None
+        headers = _if_match(if_match)
         return self.send("DELETE", f"{self.command_url}/api/products/{product_id}", None, headers)
 
     def place_order(self, customer: str, lines: list[dict]) -> Exchange:

@@ -1,16 +1,21 @@
-"""The query service: validated parameters in, read-model documents out. It never writes."""
+"""The query service: validated parameters in, read-model documents out. It never writes.
+
+Each route declares what it takes and answers (`openapi.operation`); `/openapi.json` is made
+from those declarations.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from cqrs_demo import config as config_module
-from cqrs_demo import web
+from cqrs_demo import openapi, web
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import mongo_client
-from cqrs_demo.read import queries
-from cqrs_demo.read.openapi import document
-from cqrs_demo.read.waiting import VersionWatch
+from cqrs_demo.errors import InvalidParameter, NotFound, ReadModelBehind
+from cqrs_demo.etags import etag
+from cqrs_demo.openapi import Link, Reply, operation
+from cqrs_demo.read import queries, views
 from cqrs_demo.read.params import (
     NoParams,
     OrderListParams,
@@ -19,8 +24,19 @@ from cqrs_demo.read.params import (
     TopProductsParams,
     parse,
 )
+from cqrs_demo.read.waiting import VersionWatch
+
+_ABOUT = (
+    "CQRS Workbench query service",
+    "Serves products, orders and sales from the MongoDB read model that the projector keeps.",
+)
 
 api = Blueprint("queries", __name__)
+
+
+def _first(operation_id: str, variable: str) -> dict[str, Link]:
+    """From a page of results to the first one's own document."""
+    return {operation_id: Link(operation_id, {f"path.{variable}": "$response.body#/0/id"})}
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -32,8 +48,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["cqrs"] = {"settings": settings, "db": db, "watch": VersionWatch(db)}
     app.register_blueprint(api)
     web.add_health(app, "query", settings, probe=lambda: client.admin.command("ping"))
-    app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document()))
+    web.add_openapi(app, *_ABOUT)
     return app
+
+
+def document() -> dict:
+    """The service's OpenAPI document as `/openapi.json` serves it, made without any connection."""
+    app = Flask(__name__)
+    web.install(app)
+    app.register_blueprint(api)
+    web.add_health(app, "query", settings=None, probe=None)
+    return openapi.document(app, *_ABOUT)
 
 
 def _db():
@@ -58,12 +83,18 @@ def _page(items: list, total: int, limit: int, offset: int):
 
 def _versioned(view: dict):
     response = jsonify(view)
-    response.headers["ETag"] = f'"{view["version"]}"'
+    response.headers["ETag"] = etag(view["version"])
     response.headers["X-Read-Model-Version"] = str(view["version"])
     return response
 
 
 @api.get("/api/products")
+@operation(
+    summary="List products",
+    query=ProductListParams,
+    replies=[Reply(200, "one page of products", list[views.Product], views.PageHeaders, _first("get_product", "product_id"))],
+    errors=[InvalidParameter],
+)
 def list_products():
     params = parse(ProductListParams, request.args)
     items, total = queries.list_products(_db(), params)
@@ -71,12 +102,24 @@ def list_products():
 
 
 @api.get("/api/products/<id:product_id>")
+@operation(
+    summary="One product; with min_version, once the read model has that version",
+    query=ReadYourWrites,
+    replies=[Reply(200, "the read model's product", views.Product, views.DocumentHeaders)],
+    errors=[InvalidParameter, NotFound, ReadModelBehind],
+)
 def get_product(product_id: int):
     params = parse(ReadYourWrites, request.args)
     return _versioned(queries.get_product(_watch(), product_id, params.min_version, _wait_seconds()))
 
 
 @api.get("/api/orders")
+@operation(
+    summary="List orders",
+    query=OrderListParams,
+    replies=[Reply(200, "one page of orders", list[views.Order], views.PageHeaders, _first("get_order", "order_id"))],
+    errors=[InvalidParameter],
+)
 def list_orders():
     params = parse(OrderListParams, request.args)
     items, total = queries.list_orders(_db(), params)
@@ -84,18 +127,36 @@ def list_orders():
 
 
 @api.get("/api/orders/<id:order_id>")
+@operation(
+    summary="One order, lines embedded; with min_version, once the read model has that version",
+    query=ReadYourWrites,
+    replies=[Reply(200, "the read model's order", views.Order, views.DocumentHeaders)],
+    errors=[InvalidParameter, NotFound, ReadModelBehind],
+)
 def get_order(order_id: int):
     params = parse(ReadYourWrites, request.args)
     return _versioned(queries.get_order(_watch(), order_id, params.min_version, _wait_seconds()))
 
 
 @api.get("/api/stats/top-products")
+@operation(
+    summary="Best-selling products by units sold",
+    query=TopProductsParams,
+    replies=[Reply(200, "best sellers first", list[views.TopProduct])],
+    errors=[InvalidParameter],
+)
 def top_products():
     params = parse(TopProductsParams, request.args)
     return jsonify(queries.top_products(_db(), params.limit))
 
 
 @api.get("/api/projection")
+@operation(
+    summary="The projector's status record",
+    query=NoParams,
+    replies=[Reply(200, "its counters and lag", views.ProjectionStatus)],
+    errors=[InvalidParameter],
+)
 def projection_status():
     parse(NoParams, request.args)
     return jsonify(queries.projection_status(_db()))

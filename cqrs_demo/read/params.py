@@ -10,23 +10,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.datastructures import MultiDict
 
 from cqrs_demo.errors import InvalidParameter
+from cqrs_demo.messaging.product import CENT, MAX_PRICE, JsonNumber, text
 
 MAX_VERSION = 2**31 - 1
 Limit = Annotated[int, Field(ge=1, le=1000)]
 Offset = Annotated[int, Field(ge=0, le=10**9)]
-Price = Annotated[Decimal, Field(ge=0, le=Decimal("9999999999.99"), decimal_places=2, allow_inf_nan=False)]
-def _no_nul(value: str) -> str:
-    # MongoDB refuses a NUL inside a regular expression; refusing it here keeps it a 400.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Text = Annotated[str, StringConstraints(max_length=100), AfterValidator(_no_nul)]
+Price = Annotated[Decimal, Field(ge=0, le=MAX_PRICE, multiple_of=CENT, allow_inf_nan=False), JsonNumber()]
+Text = text(100)  # no NUL: MongoDB refuses one inside a regular expression
 
 
 class _Params(BaseModel):
@@ -40,7 +34,7 @@ class NoParams(_Params):
 class ProductListParams(_Params):
     limit: Limit = 100
     offset: Offset = 0
-    q: Text | None = None
+    q: Text | None = Field(None, description="name contains, case-insensitive")
     min_price: Price | None = None
     max_price: Price | None = None
     in_stock: bool | None = None
@@ -48,7 +42,11 @@ class ProductListParams(_Params):
 
 
 class ReadYourWrites(_Params):
-    min_version: Annotated[int, Field(ge=1, le=MAX_VERSION)] | None = None
+    min_version: Annotated[int, Field(ge=1, le=MAX_VERSION)] | None = Field(
+        None,
+        description="wait (bounded, CQRS_READ_WAIT_SECONDS) until the read model has this version; "
+        "503 read_model_behind, with Retry-After, when it has not caught up in time",
+    )
 
 
 class OrderListParams(_Params):

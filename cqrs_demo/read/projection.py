@@ -14,21 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
-from cqrs_demo.messaging import events
+from cqrs_demo.messaging import events, product
 from cqrs_demo.messaging.events import Event, MalformedEvent
+from cqrs_demo.messaging.product import cents
 from cqrs_demo.read.versioned import Outcome, apply_unchecked, apply_versioned
 
 PRODUCTS = "products"
 SALES = "sales_by_product"
 ORDERS = "orders"
 STATUS = "projection_status"
-
-
-def cents(amount: str) -> int:
-    return int((Decimal(amount) * 100).to_integral_exact())
 
 
 @dataclass(frozen=True)
@@ -81,14 +77,7 @@ def _meta(event: Event, trace: dict[str, Any]) -> dict[str, Any]:
 
 
 def _product_fields(payload: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": payload["name"],
-        "description": payload["description"],
-        "price_cents": cents(payload["price"]),
-        "quantity": int(payload["quantity"]),
-        "sku": payload["sku"],
-        "deleted": False,
-    }
+    return {**product.stored(payload), "deleted": False}
 
 
 def _product_changes(event: Event, meta: dict[str, Any], unchecked: bool) -> list[Change]:

@@ -1,84 +1,23 @@
-"""Answers to queries, from the read model only. The write side's tables are never consulted."""
+"""Answers to queries, from the read model only. The write side's tables are never consulted.
+
+The shape of each answer is in `views.py`.
+"""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
 from cqrs_demo.errors import NotFound, ReadModelBehind
+from cqrs_demo.messaging.product import cents
 from cqrs_demo.read import projection
 from cqrs_demo.read.params import OrderListParams, ProductListParams
+from cqrs_demo.read.views import order_view, product_view, projection_status_view, top_product_view
 from cqrs_demo.read.waiting import VersionWatch
 
 # Sorting uses the plain `id` field every document carries beside `_id`: the same number, but
 # some MongoDB-compatible servers order `_id` values as text (1, 10, 2), never a plain field.
 _SORTS = {"id": "id", "name": "name", "price": "price_cents", "quantity": "quantity"}
-
-
-def money(cents: int) -> Decimal:
-    return (Decimal(cents) / 100).quantize(Decimal("0.01"))
-
-
-def instant(value: Any) -> str | None:
-    """A stored timestamp as ISO 8601 in UTC, whether the store hands back a datetime or text.
-
-    MongoDB returns datetimes; some wire-compatible servers return the text they stored, without
-    an offset. Both mean UTC here, and clients always get the same format.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat()
-
-
-def _projection_meta(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": doc["version"],
-        "committed_at": instant(doc.get("committed_at")),
-        "projected_at": instant(doc.get("projected_at")),
-    }
-
-
-def product_view(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        # .get: with deduplication switched off (a demonstration mode) a document can be partial.
-        "id": doc["_id"],
-        "name": doc.get("name", ""),
-        "description": doc.get("description", ""),
-        "price": money(doc.get("price_cents", 0)),
-        "quantity": doc.get("quantity", 0),
-        "sku": doc.get("sku", ""),
-        **_projection_meta(doc),
-    }
-
-
-def order_view(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": doc["_id"],
-        "customer": doc["customer"],
-        "status": doc["status"],
-        "total": money(doc["total_cents"]),
-        "lines": [
-            {
-                "line_no": line["line_no"],
-                "product_id": line["product_id"],
-                "sku": line["sku"],
-                "name": line["name"],
-                "quantity": line["quantity"],
-                "unit_price": money(line["unit_price_cents"]),
-                "line_total": money(line["line_total_cents"]),
-            }
-            for line in doc["lines"]
-        ],
-        "placed_at": instant(doc.get("placed_at")),
-        "cancelled_at": instant(doc.get("cancelled_at")),
-        **_projection_meta(doc),
-    }
 
 
 def list_products(db, params: ProductListParams) -> tuple[list[dict[str, Any]], int]:
@@ -87,9 +26,9 @@ def list_products(db, params: ProductListParams) -> tuple[list[dict[str, Any]], 
         query["name"] = {"$regex": re.escape(params.q), "$options": "i"}
     price: dict[str, int] = {}
     if params.min_price is not None:
-        price["$gte"] = int(params.min_price * 100)
+        price["$gte"] = cents(params.min_price)
     if params.max_price is not None:
-        price["$lte"] = int(params.max_price * 100)
+        price["$lte"] = cents(params.max_price)
     if price:
         query["price_cents"] = price
     if params.in_stock is not None:
@@ -129,33 +68,11 @@ def get_order(watch: VersionWatch, order_id: int, min_version: int | None, wait_
 
 def top_products(db, limit: int) -> list[dict[str, Any]]:
     docs = db[projection.SALES].find({"units_sold": {"$gt": 0}}).sort([("units_sold", -1), ("id", 1)]).limit(limit)
-    return [
-        {
-            "product_id": doc["_id"],
-            "sku": doc.get("sku"),
-            "name": doc.get("name"),
-            "units_sold": doc["units_sold"],
-            "revenue": money(doc["revenue_cents"]),
-            "deleted": bool(doc.get("deleted", False)),
-        }
-        for doc in docs
-    ]
+    return [top_product_view(doc) for doc in docs]
 
 
 def projection_status(db) -> dict[str, Any]:
-    doc = db[projection.STATUS].find_one({"_id": "projector"}) or {}
-    return {
-        "applied": doc.get("applied", 0),
-        "duplicates": doc.get("duplicates", 0),
-        "gaps": doc.get("gaps", 0),
-        "reapplied": doc.get("reapplied", 0),
-        "overwrote_newer": doc.get("overwrote_newer", 0),
-        "dead_lettered": doc.get("dead_lettered", 0),
-        "parked": doc.get("parked", 0),
-        "last_position": doc.get("last_position", 0),
-        "last_lag_ms": doc.get("last_lag_ms"),
-        "updated_at": instant(doc.get("updated_at")),
-    }
+    return projection_status_view(db[projection.STATUS].find_one({"_id": "projector"}) or {})
 
 
 def _wait_for(watch: VersionWatch, collection: str, doc_id: int, min_version: int | None,

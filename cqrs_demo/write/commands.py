@@ -1,81 +1,29 @@
 """Commands the write side accepts, validated with pydantic before anything touches the database.
 
 Request bodies are parsed with decimals for JSON fractions (see `web.JsonProvider`), so a price
-arrives here as `Decimal` or `int` and never passes through a binary float.
+arrives here as `Decimal` or `int` and never passes through a binary float. A product's fields
+are declared once, in the event contract (`messaging/product.py`); the patch is derived from them.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictInt,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-MAX_QUANTITY = 2**31 - 1  # PostgreSQL integer
-MAX_PRICE = Decimal("9999999999.99")  # NUMERIC(12, 2)
+from cqrs_demo.messaging.product import MAX_PRICE, MAX_QUANTITY, Name, ProductFields, Sku, integer
 
-
-def _json_number_only(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        raise ValueError("must be a JSON number")
-    if isinstance(value, Decimal) and not value.is_finite():
-        raise ValueError("must be a finite number")
-    return value
-
-
-def _no_nul(value: Any) -> Any:
-    # PostgreSQL text cannot hold NUL; refusing it here keeps it a client error, not a 500.
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Money = Annotated[
-    Decimal,
-    BeforeValidator(_json_number_only),
-    Field(ge=0, le=MAX_PRICE, decimal_places=2),
-]
-Stock = Annotated[StrictInt, Field(ge=0, le=MAX_QUANTITY)]
-Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)
-]
-Description = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_nul)]
-Sku = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(_no_nul)
-]
+__all__ = ["MAX_PRICE", "MAX_QUANTITY", "OrderLine", "PlaceOrder", "ProductFields", "ProductPatch"]
 
 
 class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
 
 
-class ProductFields(_Command):
-    """The seed's product body: used to create a product, and to replace one (PUT)."""
+class _Patch(_Command):
+    """A partial update: any subset of the fields, at least one, none null."""
 
-    name: Name
-    description: Description = ""
-    price: Money
-    quantity: Stock
-    sku: Sku
-
-
-class ProductPatch(_Command):
-    """A partial update (PATCH): any subset of the fields, at least one, none null."""
-
-    name: Name | None = None
-    description: Description | None = None
-    price: Money | None = None
-    quantity: Stock | None = None
-    sku: Sku | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "examples": [{"price": 99.99}]})
 
     @model_validator(mode="before")
     @classmethod
@@ -92,13 +40,47 @@ class ProductPatch(_Command):
         return self.model_dump(exclude_unset=True)
 
 
+def _optional(declared: Any) -> Any:
+    return (declared | None, Field(default=None, json_schema_extra=_given_means_not_null))
+
+
+def _given_means_not_null(schema: dict[str, Any]) -> None:
+    # None only marks a field as not given (a null is refused above), so the document says
+    # "optional, and never null".
+    schema.pop("default", None)
+    [given] = [option for option in schema.pop("anyOf") if option.get("type") != "null"]
+    schema.update(given)
+
+
+ProductPatch = create_model(
+    "ProductPatch",
+    __base__=_Patch,
+    __doc__="A partial update of a product (PATCH): any of its fields, at least one, none null.",
+    **{
+        name: _optional(declared)
+        for name, declared in get_type_hints(ProductFields, include_extras=True).items()
+        if name in ProductFields.model_fields
+    },
+)
+
+
 MAX_ORDER_LINES = 50
-ProductId = Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]
-Ordered = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
+ProductId = integer(1, 2**63 - 1)
+Ordered = integer(1, MAX_QUANTITY)
+
+# "Exactly one of sku and product_id, the other absent or null", as JSON Schema says it.
+_ONE_PRODUCT = {
+    "oneOf": [
+        {"required": ["sku"], "properties": {"sku": {"type": "string"}}},
+        {"required": ["product_id"], "properties": {"product_id": {"type": "integer"}}},
+    ]
+}
 
 
 class OrderLine(_Command):
     """One line of an order: a product named by `sku` or by `product_id` (exactly one), and how many."""
+
+    model_config = ConfigDict(json_schema_extra=_ONE_PRODUCT)
 
     sku: Sku | None = None
     product_id: ProductId | None = None
@@ -112,6 +94,12 @@ class OrderLine(_Command):
 
 
 class PlaceOrder(_Command):
+    """An order: all lines or none. Each product on one line only (combine the quantities)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"customer": "ada", "lines": [{"sku": "SKU-DEMO-0024", "quantity": 2}]}]}
+    )
+
     customer: Name
     lines: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_ORDER_LINES)]
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cqrs_demo.errors import InsufficientStock, NotFound, ValidationFailed
+from cqrs_demo.errors import InsufficientStock, NotFound, OrderTotalTooLarge, ValidationFailed
 from cqrs_demo.messaging import events
+from cqrs_demo.messaging.product import money_text as _money
 from cqrs_demo.write.commands import MAX_PRICE, PlaceOrder
 from cqrs_demo.write.products import MAX_ID
 from cqrs_demo.write.products import AGGREGATE as PRODUCT
@@ -28,10 +29,6 @@ from cqrs_demo.write.transaction import CommandTransaction
 
 AGGREGATE = "order"
 PLACED, CANCELLED = "placed", "cancelled"
-
-
-def _money(value: Decimal) -> str:
-    return str(Decimal(value).quantize(Decimal("0.01")))
 
 
 def _lock_products(tx: CommandTransaction, command: PlaceOrder) -> dict[int, Any]:
@@ -104,10 +101,8 @@ def place(tx: CommandTransaction, command: PlaceOrder) -> dict[str, Any]:
 
     total = sum((row.price * quantity for row, quantity in lines), Decimal("0.00"))
     if total > MAX_PRICE:
-        raise ValidationFailed(
-            f"order total {total} is over the largest amount an order can carry ({MAX_PRICE})",
-            fields={"lines": f"order total is over {MAX_PRICE}"},
-        )
+        # The same lines are valid at other prices: a conflict with the products' current state.
+        raise OrderTotalTooLarge(f"order total {total} is over the largest amount an order can carry ({MAX_PRICE})")
     order = tx.conn.execute(
         orders.insert()
         .values(

@@ -8,14 +8,14 @@ after the other: per-product event order is the commit order.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from cqrs_demo.errors import DuplicateSku, NotFound, PreconditionFailed, ProductInOpenOrders
-from cqrs_demo.messaging import events
+from cqrs_demo.etags import Precondition, etag
+from cqrs_demo.messaging import events, product
 from cqrs_demo.write.commands import ProductFields, ProductPatch
 from cqrs_demo.write.schema import order_lines, orders, products
 from cqrs_demo.write.transaction import CommandTransaction
@@ -25,32 +25,13 @@ AGGREGATE = "product"
 
 
 def as_dict(row) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "description": row.description,
-        "price": row.price,
-        "quantity": row.quantity,
-        "sku": row.sku,
-        "version": row.version,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
+    """A product row as the command service answers it: every column."""
+    return dict(row._mapping)
 
 
-def event_payload(product: dict[str, Any]) -> dict[str, Any]:
+def event_payload(row: dict[str, Any]) -> dict[str, Any]:
     """The product's full state as the event carries it: money as an exact decimal string."""
-    return {
-        "name": product["name"],
-        "description": product["description"],
-        "price": _money(product["price"]),
-        "quantity": product["quantity"],
-        "sku": product["sku"],
-    }
-
-
-def _money(value: Decimal) -> str:
-    return str(Decimal(value).quantize(Decimal("0.01")))
+    return product.payload(row)
 
 
 @contextmanager
@@ -76,31 +57,31 @@ def create(tx: CommandTransaction, fields: ProductFields) -> dict[str, Any]:
             .values(**fields.model_dump(), version=1, created_at=now, updated_at=now)
             .returning(*products.c)
         ).one()
-    product = as_dict(row)
-    event = tx.record(events.PRODUCT_CREATED, AGGREGATE, row.id, 1, event_payload(product))
-    return {**product, "position": event.position}
+    created = as_dict(row)
+    event = tx.record(events.PRODUCT_CREATED, AGGREGATE, row.id, 1, event_payload(created))
+    return {**created, "position": event.position}
 
 
 def replace(
-    tx: CommandTransaction, product_id: int, fields: ProductFields, expected_version: int | None
+    tx: CommandTransaction, product_id: int, fields: ProductFields, precondition: Precondition | None
 ) -> dict[str, Any]:
-    return _update(tx, product_id, fields.model_dump(), expected_version)
+    return _update(tx, product_id, fields.model_dump(), precondition)
 
 
 def patch(
-    tx: CommandTransaction, product_id: int, patch: ProductPatch, expected_version: int | None
+    tx: CommandTransaction, product_id: int, patch: ProductPatch, precondition: Precondition | None
 ) -> dict[str, Any]:
-    return _update(tx, product_id, patch.changes(), expected_version)
+    return _update(tx, product_id, patch.changes(), precondition)
 
 
 def _update(
-    tx: CommandTransaction, product_id: int, changes: dict[str, Any], expected_version: int | None
+    tx: CommandTransaction, product_id: int, changes: dict[str, Any], precondition: Precondition | None
 ) -> dict[str, Any]:
     # One statement does the lock, the version check and the change; only a miss needs a second
     # look, to tell "no such product" (404) from "stale version" (412).
     condition = products.c.id == product_id
-    if expected_version is not None:
-        condition &= products.c.version == expected_version
+    if precondition is not None and precondition.versions is not None:
+        condition &= products.c.version.in_(sorted(precondition.versions))
     statement = (
         products.update()
         .where(condition)
@@ -112,13 +93,13 @@ def _update(
         with _unique_sku(changes.get("sku", "")):
             row = tx.conn.execute(statement).one_or_none()
     if row is None:
-        _check_version(lock(tx, product_id), expected_version)
-    product = as_dict(row)
-    event = tx.record(events.PRODUCT_UPDATED, AGGREGATE, row.id, row.version, event_payload(product))
-    return {**product, "position": event.position}
+        _check_version(lock(tx, product_id), precondition)
+    updated = as_dict(row)
+    event = tx.record(events.PRODUCT_UPDATED, AGGREGATE, row.id, row.version, event_payload(updated))
+    return {**updated, "position": event.position}
 
 
-def delete(tx: CommandTransaction, product_id: int, expected_version: int | None) -> dict[str, Any]:
+def delete(tx: CommandTransaction, product_id: int, precondition: Precondition | None) -> dict[str, Any]:
     """Delete a product; its deletion is one more version, so the read side can order it.
 
     A product that placed (not cancelled) orders still reference cannot be deleted: cancelling
@@ -126,7 +107,7 @@ def delete(tx: CommandTransaction, product_id: int, expected_version: int | None
     event stream. Cancel the orders first, or set the product's quantity to 0 to stop sales.
     """
     current = lock(tx, product_id)
-    _check_version(current, expected_version)
+    _check_version(current, precondition)
     blocking = open_orders_for(tx.conn, product_id)
     if blocking:
         raise ProductInOpenOrders(
@@ -165,10 +146,11 @@ def lock(tx: CommandTransaction, product_id: int):
     return row
 
 
-def _check_version(current, expected_version: int | None) -> None:
-    if expected_version is not None and current.version != expected_version:
+def _check_version(current, precondition: Precondition | None) -> None:
+    if precondition is not None and not precondition.matches(current.version):
         raise PreconditionFailed(
-            f"product {current.id} is at version {current.version}, not {expected_version}",
+            f"product {current.id} is at version {current.version} (ETag {etag(current.version)}); "
+            f"If-Match {precondition.header} does not match it",
             id=current.id,
             current_version=current.version,
         )

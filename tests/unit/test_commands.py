@@ -60,6 +60,17 @@ def test_valid_quantities(quantity):
     assert ProductFields.model_validate(body(quantity=quantity)).quantity == quantity
 
 
+@pytest.mark.parametrize("sent, quantity", [(Decimal("3.0"), 3), (Decimal("3E+2"), 300), (Decimal("-0"), 0)])
+def test_a_json_number_without_fraction_is_an_integer(sent, quantity):
+    """JSON Schema's "integer", which the OpenAPI document promises: 3.0 is 3."""
+    fields = ProductFields.model_validate(body(quantity=sent))
+    assert fields.quantity == quantity and type(fields.quantity) is int
+
+
+def test_a_huge_integral_number_is_refused_without_building_it():
+    assert "quantity" in error_fields(ProductFields, body(quantity=Decimal("1E+999999999")))
+
+
 def test_fields_are_frozen():
     fields = ProductFields.model_validate(VALID)
     with pytest.raises(ValidationError):
@@ -92,7 +103,6 @@ def test_fields_are_frozen():
         (body(price=Decimal("Infinity")), "price"),
         (body(quantity=-1), "quantity"),
         (body(quantity=Decimal("1.5")), "quantity"),
-        (body(quantity=Decimal("1")), "quantity"),
         (body(quantity=True), "quantity"),
         (body(quantity="3"), "quantity"),
         (body(quantity=MAX_QUANTITY + 1), "quantity"),

@@ -1,0 +1,180 @@
+"""What the query service answers: read documents as clients see them, and the headers with them.
+
+Each answer is a pydantic model (the document is generated from them, and the fuzzer in
+tests/property checks every answer against it) and a function that builds it from a stored
+document. Answers are plain dicts, not validated again on their way out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cqrs_demo.etags import ETAG_PATTERN
+from cqrs_demo.messaging import product
+from cqrs_demo.messaging.product import CENT, JsonNumber, Money, ProductFields, money
+from cqrs_demo.web import Id
+
+Version = Annotated[int, Field(ge=1, description="the version of the last event applied")]
+Count = Annotated[int, Field(ge=0)]
+# Sales add up over many orders, past what one order can carry.
+Revenue = Annotated[Decimal, Field(ge=0, multiple_of=CENT), JsonNumber()]
+
+
+def instant(value: Any) -> str | None:
+    """A stored timestamp as ISO 8601 in UTC, whether the store hands back a datetime or text.
+
+    MongoDB returns datetimes; some wire-compatible servers return the text they stored, without
+    an offset. Both mean UTC here, and clients always get the same format.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
+
+
+class _Projected(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Version
+    committed_at: datetime | None = Field(description="when the write side committed the last event applied")
+    projected_at: datetime | None = Field(description="when the projector applied it")
+
+
+def _projection_meta(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": doc["version"],
+        "committed_at": instant(doc.get("committed_at")),
+        "projected_at": instant(doc.get("projected_at")),
+    }
+
+
+class Product(ProductFields, _Projected):
+    """A product in the read model."""
+
+    # Cancelling an order restocks it, which can take stock past what a client may set.
+    quantity: Count
+    id: Id
+
+
+def product_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"id": doc["_id"], **product.served(doc), **_projection_meta(doc)}
+
+
+class OrderLine(BaseModel):
+    """A line as ordered: the product's sku, name and price as they were then."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line_no: Annotated[int, Field(ge=1)]
+    product_id: Id
+    sku: str
+    name: str
+    quantity: Annotated[int, Field(ge=1)]
+    unit_price: Money
+    line_total: Money
+
+
+class Order(_Projected):
+    """An order in the read model, its lines embedded."""
+
+    id: Id
+    customer: str
+    status: Literal["placed", "cancelled"]
+    total: Money
+    lines: list[OrderLine]
+    placed_at: datetime | None
+    cancelled_at: datetime | None
+
+
+def order_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": doc["_id"],
+        "customer": doc["customer"],
+        "status": doc["status"],
+        "total": money(doc["total_cents"]),
+        "lines": [
+            {
+                "line_no": line["line_no"],
+                "product_id": line["product_id"],
+                "sku": line["sku"],
+                "name": line["name"],
+                "quantity": line["quantity"],
+                "unit_price": money(line["unit_price_cents"]),
+                "line_total": money(line["line_total_cents"]),
+            }
+            for line in doc["lines"]
+        ],
+        "placed_at": instant(doc.get("placed_at")),
+        "cancelled_at": instant(doc.get("cancelled_at")),
+        **_projection_meta(doc),
+    }
+
+
+class TopProduct(BaseModel):
+    """A product's sales: units sold and revenue over placed (not cancelled) orders."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: Id
+    sku: str | None
+    name: str | None
+    units_sold: Annotated[int, Field(ge=1)]
+    revenue: Revenue
+    deleted: bool
+
+
+def top_product_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "product_id": doc["_id"],
+        "sku": doc.get("sku"),
+        "name": doc.get("name"),
+        "units_sold": doc["units_sold"],
+        "revenue": money(doc["revenue_cents"]),
+        "deleted": bool(doc.get("deleted", False)),
+    }
+
+
+class ProjectionStatus(BaseModel):
+    """The projector's status record: what it applied, skipped and how far behind it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    applied: Count
+    duplicates: Count
+    gaps: Count
+    reapplied: Count
+    overwrote_newer: Count
+    dead_lettered: Count
+    parked: Count
+    last_position: Count
+    last_lag_ms: float | None = Field(description="commit-to-apply time of the last batch, ms")
+    updated_at: datetime | None
+
+
+_COUNTERS = [name for name, f in ProjectionStatus.model_fields.items() if f.annotation is int]
+
+
+def projection_status_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{name: doc.get(name, 0) for name in _COUNTERS},
+        "last_lag_ms": doc.get("last_lag_ms"),
+        "updated_at": instant(doc.get("updated_at")),
+    }
+
+
+class DocumentHeaders(BaseModel):
+    etag: str = Field(alias="ETag", pattern=ETAG_PATTERN, description="the document's version, quoted")
+    read_model_version: int = Field(alias="X-Read-Model-Version", ge=1, description="the document's version")
+
+
+class PageHeaders(BaseModel):
+    total: int = Field(alias="X-Total-Count", ge=0, description="matches before paging")
+    limit: int = Field(alias="X-Limit", ge=1, description="the page size used")
+    offset: int = Field(alias="X-Offset", ge=0, description="the offset used")
