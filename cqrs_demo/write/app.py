@@ -64,13 +64,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def document() -> dict:
-    """The service's OpenAPI document as `/openapi.json` serves it, made without any connection."""
+def routes() -> Flask:
+    """The service's routes without any connection: what its document and its tests inspect."""
     app = Flask(__name__)
     web.install(app)
     app.register_blueprint(api)
     web.add_health(app, "command", settings=None, probe=None)
-    return openapi.document(app, *_ABOUT)
+    return app
+
+
+def document() -> dict:
+    """The service's OpenAPI document, as `/openapi.json` serves it."""
+    return openapi.document(routes(), *_ABOUT)
 
 
 def _probe(engine) -> None:
