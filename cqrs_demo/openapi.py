@@ -52,6 +52,8 @@ class Reply:
 
 @dataclass(frozen=True)
 class Operation:
+    """What a view takes (body, query and header models) and answers (replies and errors)."""
+
     summary: str
     replies: Sequence[Reply]
     errors: Sequence[type[ApiError]] = ()

@@ -8,6 +8,7 @@ Nothing a client sends can produce a 500 or a stack trace.
 from __future__ import annotations
 
 import logging
+from functools import cache
 from typing import Annotated, Any, Literal
 
 import simplejson
@@ -155,6 +156,13 @@ def add_health(app: Flask, service: str, settings, probe) -> None:
 
 
 def add_openapi(app: Flask, title: str, description: str) -> None:
-    """`GET /openapi.json`: the document generated from the app's declared routes, made once."""
-    text = app.json.dumps(openapi.document(app, title, description))
-    app.add_url_rule("/openapi.json", "openapi", lambda: Response(text, mimetype="application/json"))
+    """`GET /openapi.json`: the document generated from the app's declared routes.
+
+    Made once, when first asked for: most apps (a test's, a notebook's) never serve it.
+    """
+
+    @cache
+    def text() -> str:
+        return app.json.dumps(openapi.document(app, title, description))
+
+    app.add_url_rule("/openapi.json", "openapi", lambda: Response(text(), mimetype="application/json"))

@@ -54,9 +54,9 @@ def _integral_number(value: Any) -> Any:
     # JSON has one kind of number, and JSON Schema's "integer" is any number without a fraction:
     # 3.0 and 3E+2 are integers, 3.5 and "3" are not. (Bounded first, by the exponent alone:
     # int() of 1E+999999999 would build a billion digits.)
-    if isinstance(value, Decimal) and value.is_finite() and value.adjusted() < 20 and value == value.to_integral_value():
-        return int(value)
-    return value
+    if not (isinstance(value, Decimal) and value.is_finite() and value.adjusted() < 20):
+        return value
+    return int(value) if value == value.to_integral_value() else value
 
 
 def integer(ge: int, le: int) -> Any:
@@ -133,6 +133,7 @@ class ProductFields(BaseModel):
 FIELDS: tuple[str, ...] = tuple(ProductFields.model_fields)
 _KINDS = {name: field.annotation for name, field in ProductFields.model_fields.items()}
 MONEY = frozenset(name for name, kind in _KINDS.items() if kind is Decimal)
+_DEFAULTS = {name: field.default for name, field in ProductFields.model_fields.items() if not field.is_required()}
 
 
 def money_text(amount: Decimal) -> str:
@@ -160,9 +161,15 @@ def payload(product: Mapping[str, Any]) -> dict[str, Any]:
 def stored(payload: Mapping[str, Any]) -> dict[str, Any]:
     """An event's product fields as the read model stores them: money as integer cents.
 
-    KeyError, ValueError or ArithmeticError for a payload that does not carry a product.
+    A field with a default may be missing: events recorded before it existed read as its
+    default, so adding such a field needs no change to the event log. KeyError, ValueError or
+    ArithmeticError for a payload that does not carry a product.
     """
-    return {stored_name(name): _store(_KINDS[name], payload[name]) for name in FIELDS}
+    return {stored_name(name): _store(_KINDS[name], _carried(payload, name)) for name in FIELDS}
+
+
+def _carried(payload: Mapping[str, Any], name: str) -> Any:
+    return payload.get(name, _DEFAULTS[name]) if name in _DEFAULTS else payload[name]
 
 
 def _store(kind: Any, value: Any) -> Any:

@@ -69,6 +69,11 @@ def test_a_payload_that_carries_no_product_cannot_be_stored(payload):
         product.stored(payload)
 
 
+def test_an_event_recorded_before_a_field_with_a_default_existed_reads_as_the_default():
+    recorded = {name: value for name, value in product.payload(A_PRODUCT).items() if name != "description"}
+    assert product.stored(recorded)["description"] == ""
+
+
 def test_a_partial_read_document_is_served_as_zero_and_empty():
     assert product.served({"name": "Mug"}) == {
         "name": "Mug", "description": "", "price": Decimal("0.00"), "quantity": 0, "sku": ""
