@@ -58,6 +58,8 @@ def _projection_meta(doc: dict[str, Any]) -> dict[str, Any]:
 class Product(ProductFields, _Projected):
     """A product in the read model."""
 
+    model_config = ConfigDict(json_schema_extra=None)  # the body's example is not an answer
+
     # Cancelling an order restocks it, which can take stock past what a client may set.
     quantity: Count
     id: Id

@@ -23,6 +23,8 @@ Position = Annotated[int, Field(ge=1, description="the event's position in the o
 class Product(ProductFields):
     """A product as the change left it."""
 
+    model_config = ConfigDict(json_schema_extra=None)  # the body's example is not an answer
+
     # Cancelling an order restocks it, which can take stock past what a client may set.
     quantity: Annotated[int, Field(ge=0)]
     id: Id

@@ -72,6 +72,14 @@ def test_every_schema_is_valid_json_schema_and_every_reference_resolves(service)
         assert ref in doc["components"]["schemas"], ref
 
 
+def test_every_example_is_valid_by_its_own_schema(service):
+    _, doc = service
+    examples = [(name, e) for name, s in doc["components"]["schemas"].items() for e in s.get("examples", [])]
+    assert examples or doc["info"]["title"].endswith("query service")
+    for name, example in examples:
+        assert validator(doc, name).is_valid(example), (name, example)
+
+
 def test_each_declared_error_is_documented_at_its_status_with_its_code(service):
     app, doc = service
     for rule in app.url_map.iter_rules():
