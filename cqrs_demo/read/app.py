@@ -41,23 +41,20 @@ def _first(operation_id: str, variable: str) -> dict[str, Link]:
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or config_module.from_environment()
-    app = Flask(__name__)
-    web.install(app)
     client = mongo_client(settings)
     db = client[settings.mongo_database]
+    app = routes(settings, probe=lambda: client.admin.command("ping"))
     app.extensions["cqrs"] = {"settings": settings, "db": db, "watch": VersionWatch(db)}
-    app.register_blueprint(api)
-    web.add_health(app, "query", settings, probe=lambda: client.admin.command("ping"))
     web.add_openapi(app, *_ABOUT)
     return app
 
 
-def routes() -> Flask:
-    """The service's routes without any connection: what its document and its tests inspect."""
+def routes(settings: Settings | None = None, probe=None) -> Flask:
+    """The service's routes; without settings, what its document and its tests inspect."""
     app = Flask(__name__)
     web.install(app)
     app.register_blueprint(api)
-    web.add_health(app, "query", settings=None, probe=None)
+    web.add_health(app, "query", settings, probe)
     return app
 
 

@@ -47,14 +47,11 @@ _IF_MATCH_ERRORS = (InvalidParameter, PreconditionFailed)
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or config_module.from_environment()
-    app = Flask(__name__)
-    web.install(app)
     engine = write_engine(settings)
     create_schema(settings, engine)
     publisher = NaivePublisher(settings) if settings.naive else None
+    app = routes(settings, probe=lambda: _probe(engine))
     app.extensions["cqrs"] = {"settings": settings, "engine": engine, "after_commit": publisher and publisher.publish}
-    app.register_blueprint(api)
-    web.add_health(app, "command", settings, probe=lambda: _probe(engine))
     web.add_openapi(app, *_ABOUT)
 
     @app.before_request
@@ -64,12 +61,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def routes() -> Flask:
-    """The service's routes without any connection: what its document and its tests inspect."""
+def routes(settings: Settings | None = None, probe=None) -> Flask:
+    """The service's routes; without settings, what its document and its tests inspect."""
     app = Flask(__name__)
     web.install(app)
     app.register_blueprint(api)
-    web.add_health(app, "command", settings=None, probe=None)
+    web.add_health(app, "command", settings, probe)
     return app
 
 
