@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from support import wait_for
+from cqrs_demo.polling import wait_until
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 HOOKS = Path(__file__).with_name("fuzzer_hooks.py")
@@ -68,5 +68,5 @@ def test_fuzzer_finds_no_mismatch_in_the_query_service(stack, tmp_path, cases):
     written.append(("orders", requests.post(f"{command}/api/orders", json=order, timeout=10).json()))
     for kind, document in written:
         url = f"{query}/api/{kind}/{document['id']}"
-        wait_for(lambda: requests.get(url, timeout=10).status_code == 200, 30, message=f"{url} projected")
+        wait_until(lambda: requests.get(url, timeout=10).status_code == 200, 30, what=f"{url} projected")
     fuzz("query", query, tmp_path, cases)
