@@ -7,17 +7,44 @@
 #   make tour   every notebook executed headless into HTML under build/tour/
 #   make bench  the benchmarks: JSON and charts under benchmarks/results/
 #   make student  the student's edition of the notebooks (solutions stubbed) under build/student/
+#   make lock   refresh requirements.lock from pyproject.toml (keeps the pins that still fit)
+#   make lock-upgrade  the same, moving every package to its newest release
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lab run test tour bench student clean
+# Installs are pinned: requirements.lock holds every package of the project and all its extras
+# at one exact version each, with the hashes of its files, so a class on Monday and a class on
+# Friday run the same code. pyproject.toml keeps ranges (what the code needs); the lock pins
+# (what was tested). services/requirements.lock is the runtime part alone, at the same versions,
+# for the image (services/Dockerfile); environment.yml installs requirements.lock too.
+LOCK := requirements.lock
+SERVICES_LOCK := services/requirements.lock
+# The resolver that writes both, itself pinned; it lives outside the project's environment.
+UV_VERSION := 0.13.8
+LOCK_TOOL := build/lock-tool
+UV := $(LOCK_TOOL)/bin/uv
+# --universal: one resolution for every OS and Python >= 3.11 (markers pick per machine), so the
+# same lock serves this Linux machine, the Debian image and a student's laptop.
+LOCK_OPTIONS := --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command 'make lock'
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: install lab run test tour bench student clean lock lock-upgrade
+
+# Rebuilt from scratch when the lock or pyproject.toml changes, so a package dropped from the
+# lock leaves the environment too. The project itself goes in last, with --no-deps: everything
+# it needs is already there, at the locked versions, and nothing is resolved again. `pip check`
+# then catches a lock that no longer covers pyproject.toml (a dependency added, `make lock`
+# forgotten). pip itself is upgraded unpinned: it is only the installer, and what it installs
+# is fixed by the lock's versions and hashes.
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[lab,instructor,test]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	@$(BIN)/pip check || { echo "$(LOCK) does not cover pyproject.toml: run 'make lock'"; exit 1; }
 	touch $@
 
 install: $(VENV)/.installed
@@ -44,3 +71,16 @@ clean:
 
 bench: install
 	$(BIN)/cqrs-demo bench
+
+$(UV):
+	$(PYTHON) -m venv $(LOCK_TOOL)
+	$(LOCK_TOOL)/bin/pip install --quiet uv==$(UV_VERSION)
+
+# The services' lock is resolved under the full one as constraints, so its versions are the
+# full lock's by construction (tests/unit/test_lock.py checks that they stay so).
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --all-extras $(LOCK_OPTIONS) $(LOCK_ARGS) -o $(LOCK)
+	$(UV) pip compile pyproject.toml --constraints $(LOCK) $(LOCK_OPTIONS) -o $(SERVICES_LOCK)
+
+lock-upgrade:
+	$(MAKE) lock LOCK_ARGS=--upgrade

@@ -4,7 +4,8 @@ docker-compose.yml, services/Dockerfile and environment.yml cannot be run here (
 no conda), so this checks what can be checked without running them: every setting compose hands
 a process is one that `cqrs_demo.config` declares and gives the value the process
 needs; every process is started with a command line that `cqrs-demo` accepts; the seed's host
-ports are published; and the conda environment lists every dependency of pyproject.toml.
+ports are published; and the image and the conda environment install the locked versions
+(tests/unit/test_lock.py checks the locks themselves against pyproject.toml).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pathlib import Path
 import pika
 import pytest
 import yaml
-from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from pymongo.uri_parser import parse_uri
 from sqlalchemy.engine import make_url
@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENVIRONMENT_FILE = ROOT / "environment.yml"
 DOCKERFILE = ROOT / "services" / "Dockerfile"
+LOCK = "requirements.lock"
+SERVICES_LOCK = "services/requirements.lock"
 SERVICES_README = ROOT / "services" / "README.md"
 
 HTTP_SERVICES = {"command": "command_port", "query": "query_port"}
@@ -44,10 +46,6 @@ SEED_PORTS = {
     ("rabbitmq", 5671): 5672,
     ("rabbitmq", 15671): 15672,
 }
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @pytest.fixture(scope="module")
@@ -242,10 +240,27 @@ def test_dockerfile_installs_the_package_as_a_non_root_user(pyproject):
     readme = pyproject["project"].get("readme")
     if readme:
         assert readme in copied, "pyproject.toml names a readme, so `pip install .` needs it copied"
-    assert any(keyword == "RUN" and "pip install ." in rest for keyword, rest in instructions)
 
     users = [rest for keyword, rest in instructions if keyword == "USER"]
     assert users and users[-1] not in ("root", "0")
+
+
+def test_dockerfile_installs_the_locked_runtime_packages_then_the_project_alone():
+    instructions = _instructions()
+    runs = [(index, rest) for index, (keyword, rest) in enumerate(instructions) if keyword == "RUN"]
+    copies = [(index, rest.split()) for index, (keyword, rest) in enumerate(instructions) if keyword == "COPY"]
+
+    from_lock = [index for index, rest in runs if re.search(rf"pip install .*-r {re.escape(SERVICES_LOCK)}\b", rest)]
+    assert from_lock, f"the image does not install {SERVICES_LOCK}"
+    assert "--require-hashes" in instructions[from_lock[0]][1]
+    lock_copied = [index for index, words in copies  # sources are all words but the last
+                   if {SERVICES_LOCK, "services"} & {word.rstrip("/") for word in words[:-1]}]
+    assert lock_copied and lock_copied[0] < from_lock[0], f"{SERVICES_LOCK} must be copied before it is installed"
+
+    project = [index for index, rest in runs if re.search(r"pip install (.* )?\.(\s|$)", rest)]
+    assert project, "the image does not install the project"
+    assert "--no-deps" in instructions[project[0]][1], "the project's install must not resolve its dependencies again"
+    assert from_lock[0] < project[0]
 
 
 def test_services_readme_lists_every_command_line():
@@ -256,50 +271,19 @@ def test_services_readme_lists_every_command_line():
 
 # --- environment.yml ------------------------------------------------------------------------
 
-_CONDA_SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*?)\s*$")
-
-
-def _conda_packages(conda_env: dict) -> tuple[dict[str, str], list[str]]:
-    """({normalized name: version spec} of conda and pip entries, the raw pip entries)."""
-    packages: dict[str, str] = {}
-    pip_entries: list[str] = []
-    for entry in conda_env["dependencies"]:
-        if isinstance(entry, dict):
-            pip_entries.extend(entry.get("pip", []))
-            continue
-        name, spec = _CONDA_SPEC.match(entry.split("::")[-1]).groups()
-        packages[_normalize(name)] = spec.replace(" ", "")
-    for entry in pip_entries:
-        if entry.startswith("-"):
-            continue
-        requirement = Requirement(entry)
-        packages[_normalize(requirement.name)] = str(requirement.specifier)
-    return packages, pip_entries
-
-
-def _pyproject_requirements(pyproject: dict) -> list[Requirement]:
-    project = pyproject["project"]
-    return [Requirement(r) for r in project["dependencies"]
-        + project["optional-dependencies"]["lab"]
-        + project["optional-dependencies"]["instructor"]
-        + project["optional-dependencies"]["test"]]
-
 
 def test_environment_is_the_named_python_311_environment(conda_env):
     assert conda_env["name"] == "cqrs-workbench"
     assert "conda-forge" in conda_env["channels"]
-    packages, pip_entries = _conda_packages(conda_env)
-    assert packages["python"] in ("=3.11", "==3.11")
-    assert "pip" in packages
-    assert "-e ." in pip_entries, "the project itself (and its console script) must be installed"
+    conda_packages = [entry for entry in conda_env["dependencies"] if isinstance(entry, str)]
+    assert sorted(conda_packages) == ["pip", "python=3.11"], (
+        "every package but Python comes from the lock; a conda package would be a second, unpinned copy"
+    )
 
 
-def test_environment_lists_every_pyproject_dependency(pyproject, conda_env):
-    packages, _ = _conda_packages(conda_env)
-    for requirement in _pyproject_requirements(pyproject):
-        name = _normalize(requirement.name)  # psycopg[binary] -> psycopg
-        assert name in packages, f"{requirement} from pyproject.toml is missing from environment.yml"
-        if packages[name]:
-            assert SpecifierSet(packages[name]) == requirement.specifier, (
-                f"environment.yml pins {name}{packages[name]}, pyproject.toml says {requirement}"
-            )
+def test_environment_installs_the_lock_and_says_how_to_add_the_project(conda_env):
+    pip_sections = [entry["pip"] for entry in conda_env["dependencies"] if isinstance(entry, dict)]
+    assert pip_sections == [[f"-r {LOCK}"]]
+    # The lock is hash-checked, and pip refuses a local directory in such an install: the project
+    # (and its console script) is a second command, which the file's header must give.
+    assert "pip install --no-deps -e ." in ENVIRONMENT_FILE.read_text()
