@@ -12,7 +12,7 @@ integer cents in the read model. It never passes through a binary float.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation
 from typing import Annotated, Any, Mapping
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints
@@ -140,8 +140,13 @@ def money_text(amount: Decimal) -> str:
     return str(Decimal(amount).quantize(CENT))
 
 
+# Money is never rounded: an amount finer than a cent (or too long to hold exactly) raises
+# decimal.Inexact, an ArithmeticError, which makes its event malformed instead of quietly off.
+_EXACT = Context(traps=[Inexact, InvalidOperation])
+
+
 def cents(amount: str | Decimal) -> int:
-    return int((Decimal(amount) * 100).to_integral_exact())
+    return int(_EXACT.multiply(Decimal(amount), 100).to_integral_exact(context=_EXACT))
 
 
 def money(amount_cents: int) -> Decimal:
