@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -90,4 +91,16 @@ class Event:
             raise MalformedEvent(f"unknown event type {data['type']!r}")
         if data["aggregate_version"] < 1:
             raise MalformedEvent("aggregate_version must be >= 1")
+        _check_commit_time(data["committed_at"])
         return cls(**{name: data[name] for name in checks})
+
+
+def _check_commit_time(value: str) -> None:
+    """The read side computes with this time (its lag), so it must be a date-time with an offset;
+    refusing it here dead-letters the one message instead of failing the batch it arrived in."""
+    try:
+        committed_at = datetime.fromisoformat(value)
+    except ValueError:
+        raise MalformedEvent(f"field 'committed_at' is not an ISO 8601 date-time: {value[:40]!r}") from None
+    if committed_at.utcoffset() is None:
+        raise MalformedEvent(f"field 'committed_at' has no UTC offset: {value[:40]!r}")
