@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     projector_dedup: bool = Field(True, description="the projector's version check (a guarantee toggle)")
     projection_audit: bool = Field(False, description="log every application, for the anomaly counters")
     poison_attempts: int = Field(3, ge=1, description="failed tries before an event is dead-lettered")
+    # Links that survive idleness and failures.
+    amqp_heartbeat_seconds: int = Field(
+        30, ge=1, le=600,
+        description="the RabbitMQ heartbeat timeout every process negotiates (and services while idle)")
+    relay_lease_seconds: float = Field(
+        5.0, ge=1, le=300,
+        description="how long the active relay may go unheard by PostgreSQL before it loses its lock "
+                    "(a standby takes over) and stops publishing; also its TCP keepalive and user timeout")
 
     def __init__(self, **values) -> None:
         with _named_errors():

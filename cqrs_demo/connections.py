@@ -1,6 +1,17 @@
-"""The one place that turns settings into connections to PostgreSQL, RabbitMQ and MongoDB."""
+"""The one place that turns settings into connections to PostgreSQL, RabbitMQ and MongoDB.
+
+Links are built to notice when they die, on both ends:
+- RabbitMQ: every connection negotiates a heartbeat (`amqp_heartbeat_seconds`). pika's
+  `BlockingConnection` has no thread of its own: it sends and checks heartbeats only inside a pika
+  call, so whatever owns a connection calls `keep_alive` while it waits for work (see there).
+- PostgreSQL, for the relay, whose lock must move to a standby within seconds of losing the
+  database: libpq's TCP keepalives and user timeout on its side, the same on the server's side
+  (session settings), and a connect timeout, all derived from `relay_lease_seconds`.
+"""
 
 from __future__ import annotations
+
+import math
 
 import pika
 import pymongo
@@ -29,6 +40,24 @@ def ensure_database(database_url: str) -> None:
         admin.dispose()
 
 
+def relay_link_arguments(settings: Settings) -> dict:
+    """libpq connection parameters that make a dead link fail within the relay's lease.
+
+    Client side, a silent peer is given up on after ~`relay_lease_seconds` (keepalive probes while
+    idle; `tcp_user_timeout` while a statement is unanswered), so a LISTEN wait or a query cannot
+    hang for ever. Server side, the same settings for the session let PostgreSQL drop a relay that
+    vanished (its advisory lock with it) instead of waiting for the kernel's two-hour default.
+    """
+    lease = settings.relay_lease_seconds
+    probe = max(1, math.floor(lease / 4))  # silent for `probe` s, then 3 probes `probe` s apart: ~lease
+    user_timeout_ms = int(lease * 1000)
+    client = {"keepalives": 1, "keepalives_idle": probe, "keepalives_interval": probe, "keepalives_count": 3,
+              "tcp_user_timeout": user_timeout_ms, "connect_timeout": max(2, math.ceil(lease))}
+    server = {"tcp_keepalives_idle": probe, "tcp_keepalives_interval": probe, "tcp_keepalives_count": 3,
+              "tcp_user_timeout": user_timeout_ms}
+    return {**client, "options": " ".join(f"-c {name}={value}" for name, value in server.items())}
+
+
 def write_engine(settings: Settings, **kwargs) -> Engine:
     """An engine whose unqualified tables live in the namespace's own schema."""
     engine = sa.create_engine(settings.database_url, pool_pre_ping=True, **kwargs)
@@ -53,7 +82,7 @@ def read_database(settings: Settings, client: pymongo.MongoClient | None = None)
 
 def amqp_parameters(settings: Settings) -> pika.URLParameters:
     params = pika.URLParameters(settings.amqp_url)
-    params.heartbeat = 30
+    params.heartbeat = settings.amqp_heartbeat_seconds
     params.blocked_connection_timeout = 30
     params.connection_attempts = 1
     return params
@@ -61,3 +90,16 @@ def amqp_parameters(settings: Settings) -> pika.URLParameters:
 
 def amqp_connection(settings: Settings) -> pika.BlockingConnection:
     return pika.BlockingConnection(amqp_parameters(settings))
+
+
+def keep_alive(connection: pika.BlockingConnection) -> None:
+    """Let pika send and check heartbeats now, without waiting for anything.
+
+    Call it at least every few seconds from the thread that owns `connection`, whenever that
+    thread waits on something other than pika (a PostgreSQL LISTEN, a queue of work). Without it an
+    idle connection sends no heartbeats, RabbitMQ closes it after two missed ones, and the next
+    publish meets a dead socket. It must be the owning thread: `BlockingConnection` is not
+    thread-safe, so a separate heartbeat thread would corrupt the connection it meant to keep.
+    Raises like any pika call when the connection has died, which is how its owner learns it.
+    """
+    connection.process_data_events(time_limit=0)

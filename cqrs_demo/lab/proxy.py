@@ -4,6 +4,11 @@ Stopping the real RabbitMQ would break every other stack and test run on the mac
 stack started with `faults=True` reaches RabbitMQ through one of these instead. `cut()` drops
 every open connection and refuses new ones until `restore()`: from the stack's processes it
 looks exactly like the broker going away and coming back, and nobody else is touched.
+
+`blackhole()` is the nastier failure: a link that goes silent. Connections stay open, but
+nothing gets through in either direction, and new connections are accepted and then ignored,
+as behind a dead router or a crashed host. Nobody is told anything; only timeouts notice.
+`restore()` lets the held bytes through again, as TCP would once the route is back.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ class LinkProxy:
         self.target = (target_host, target_port)
         self.port = port or free_port()
         self._cut = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._listener: socket.socket | None = None
@@ -27,6 +34,10 @@ class LinkProxy:
     @property
     def is_cut(self) -> bool:
         return self._cut.is_set()
+
+    @property
+    def is_blackholed(self) -> bool:
+        return not self._flowing.is_set()
 
     def start(self) -> "LinkProxy":
         self._listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
@@ -39,13 +50,18 @@ class LinkProxy:
         if self._listener:
             self._listener.close()
         self._drop_all()
+        self._flowing.set()  # held pumps wake up, find their sockets closed, and end
 
     def cut(self) -> None:
         self._cut.set()
         self._drop_all()
 
+    def blackhole(self) -> None:
+        self._flowing.clear()
+
     def restore(self) -> None:
         self._cut.clear()
+        self._flowing.set()
 
     def _drop_all(self) -> None:
         with self._lock:
@@ -66,6 +82,10 @@ class LinkProxy:
             if self._cut.is_set():
                 client.close()
                 continue
+            if not self._flowing.is_set():
+                with self._lock:  # accepted, then ignored: a connect that never completes
+                    self._open.add(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -83,6 +103,7 @@ class LinkProxy:
         try:
             while True:
                 data = source.recv(65536)
+                self._flowing.wait()  # blackholed: bytes, and a close, are held as by a dead route
                 if not data:
                     break
                 sink.sendall(data)

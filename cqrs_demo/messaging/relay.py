@@ -10,8 +10,13 @@ Guarantees, and what each one survives:
   row lock, so they commit in version order.
 - One relay per namespace is active at a time: it holds a PostgreSQL advisory lock on the
   connection it listens on. A second relay waits as a standby and takes over when the lock is
-  released, which PostgreSQL does when the active relay's connection dies.
-- Broker or database away: the relay drops its connections, backs off and starts again.
+  released, which PostgreSQL does when the active relay's session ends. The lock is held as a
+  lease (see `lease`): a relay cut off from the database loses it within `relay_lease_seconds`,
+  the standby takes over, and the cut-off relay stops publishing.
+- Idle links stay alive: while it waits for commits the relay services RabbitMQ's heartbeats
+  (`connections.keep_alive`), and its PostgreSQL links have TCP keepalives and a user timeout.
+- Broker or database away: the relay drops its connections, backs off and starts again; at
+  start-up it waits for PostgreSQL rather than exit.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from cqrs_demo import failpoints
 from cqrs_demo.config import Settings
-from cqrs_demo.connections import amqp_connection, write_engine
+from cqrs_demo.connections import amqp_connection, keep_alive, relay_link_arguments, write_engine
 from cqrs_demo.messaging import topology
 from cqrs_demo.messaging.backoff import Backoff
+from cqrs_demo.messaging.lease import LeaderLease
+from cqrs_demo.startup import POSTGRESQL_DOWN, wait_for
 from cqrs_demo.write.outbox import event_from_row
 from cqrs_demo.write.schema import create_schema, outbox, relay_lock_key
 
@@ -68,16 +75,18 @@ class OutboxRelay:
     ) -> None:
         self.settings = settings
         self.engine = engine or write_engine(
-            settings, connect_args={"application_name": application_name(settings)}
+            settings, connect_args={"application_name": application_name(settings), **relay_link_arguments(settings)}
         )
         self.batch_size = batch_size
         # Between "broker confirmed" and "row marked": where a crash duplicates, never loses.
         self.before_mark = before_mark or (lambda positions: failpoints.trip(settings, failpoints.RELAY_BEFORE_MARK))
         self.is_leader = False
+        self._lease: LeaderLease | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Relay until `stop` is set, reconnecting with back-off after any connection failure."""
-        create_schema(self.settings, self.engine)
+        if not wait_for("PostgreSQL", lambda: create_schema(self.settings, self.engine), POSTGRESQL_DOWN, stop):
+            return
         backoff = Backoff()
         while not stop.is_set():
             try:
@@ -97,7 +106,7 @@ class OutboxRelay:
         while not stop.is_set():
             sent = self.publish_pending(conn, channel)
             if sent < self.batch_size:
-                self._wait_for_commits(conn, stop)
+                self._wait_for_commits(conn, channel, stop)
 
     def publish_pending(self, conn: Connection, channel) -> int:
         """Publish one batch of unpublished rows, oldest first; return how many were published."""
@@ -110,6 +119,8 @@ class OutboxRelay:
         if not rows:
             return 0
         for row in rows:
+            if self._lease is not None:
+                self._lease.ensure_held()  # never publish as the leader after the lock may have moved on
             self._publish(channel, row)
         positions = [row.position for row in rows]
         self.before_mark(positions)
@@ -138,14 +149,21 @@ class OutboxRelay:
             mandatory=True,
         )
 
-    def _wait_for_commits(self, conn: Connection, stop: threading.Event) -> None:
-        deadline = time.monotonic() + self.settings.relay_poll_seconds
-        if not self.settings.relay_listen:
-            stop.wait(self.settings.relay_poll_seconds)
-            return
-        driver = conn.connection.driver_connection
-        while not stop.is_set() and time.monotonic() < deadline:
-            for _ in driver.notifies(timeout=0.2, stop_after=1):
+    def _wait_for_commits(self, conn: Connection, channel, stop: threading.Event) -> None:
+        """Until a commit is notified or the poll interval passes, keeping the broker link alive.
+
+        Never longer than a third of the lease: the next poll is what renews it, and PostgreSQL
+        ends a leader session that stays idle for a whole lease.
+        """
+        wait = min(self.settings.relay_poll_seconds, self.settings.relay_lease_seconds / 3)
+        deadline = time.monotonic() + wait
+        driver = conn.connection.driver_connection if self.settings.relay_listen else None
+        while not stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
+            keep_alive(channel.connection)
+            if driver is None:
+                stop.wait(min(0.2, remaining))
+                continue
+            for _ in driver.notifies(timeout=min(0.2, remaining), stop_after=1):
                 return
 
     @contextmanager
@@ -153,17 +171,25 @@ class OutboxRelay:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             if not conn.scalar(sa.select(sa.func.pg_try_advisory_lock(relay_lock_key(self.settings)))):
                 raise NotLeader()
+            self._lease = LeaderLease(conn, self.settings.relay_lease_seconds)
             try:
+                self._lease.begin()
                 if self.settings.relay_listen:
                     conn.exec_driver_sql(f'LISTEN "{self.settings.notify_channel}"')
                 self.is_leader = True
                 log.info("relay is active for namespace %s", self.settings.namespace)
                 yield conn
             finally:
-                # The lock is per connection; a pooled connection must not keep it.
+                self._lease.end()
+                if self._lease.cut:
+                    log.warning("relay lost its lease: PostgreSQL did not answer within %gs",
+                                self.settings.relay_lease_seconds)
+                self._lease = None
+                # The lock, the LISTEN and the lease are per session; a pooled connection must not keep them.
                 if not conn.closed and not conn.invalidated:
                     try:
                         conn.exec_driver_sql("UNLISTEN *")
+                        conn.exec_driver_sql("RESET idle_session_timeout")
                         conn.execute(sa.select(sa.func.pg_advisory_unlock_all()))
                     except RECOVERABLE:
                         conn.invalidate()

@@ -25,6 +25,7 @@ from cqrs_demo.read.params import (
     parse,
 )
 from cqrs_demo.read.waiting import VersionWatch
+from cqrs_demo.startup import MONGODB_DOWN, wait_for
 
 _ABOUT = (
     "CQRS Workbench query service",
@@ -42,6 +43,7 @@ def _first(operation_id: str, variable: str) -> dict[str, Link]:
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or config_module.from_environment()
     client = mongo_client(settings)
+    wait_for("MongoDB", lambda: client.admin.command("ping"), MONGODB_DOWN)
     db = client[settings.mongo_database]
     app = routes(settings, probe=lambda: client.admin.command("ping"))
     app.extensions["cqrs"] = {"settings": settings, "db": db, "watch": VersionWatch(db)}

@@ -31,6 +31,7 @@ from cqrs_demo.messaging.events import Event, MalformedEvent
 from cqrs_demo.read import poison, projection
 from cqrs_demo.read.batch import project_batch
 from cqrs_demo.read.versioned import Outcome
+from cqrs_demo.startup import MONGODB_DOWN, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,8 @@ class Projector:
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, reconnecting with back-off after any connection failure."""
         self._stop = stop
-        projection.ensure_indexes(self.db)
+        if not wait_for("MongoDB", lambda: projection.ensure_indexes(self.db), MONGODB_DOWN, stop):
+            return
         backoff = Backoff()
         while not stop.is_set():
             connection = None

@@ -13,7 +13,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from cqrs_demo import config as config_module
 from cqrs_demo import etags, openapi, web
 from cqrs_demo.config import Settings
-from cqrs_demo.connections import write_engine
+from cqrs_demo.connections import amqp_connection, write_engine
 from cqrs_demo.errors import (
     DuplicateSku,
     InsufficientStock,
@@ -26,6 +26,7 @@ from cqrs_demo.errors import (
 from cqrs_demo.messaging.naive import NaivePublisher
 from cqrs_demo.openapi import Link, Reply, operation
 from cqrs_demo.write import orders, products, results
+from cqrs_demo.startup import POSTGRESQL_DOWN, RABBITMQ_DOWN, wait_for
 from cqrs_demo.write.commands import PlaceOrder, ProductFields, ProductPatch
 from cqrs_demo.write.schema import create_schema
 from cqrs_demo.write.transaction import command_transaction
@@ -48,10 +49,14 @@ _IF_MATCH_ERRORS = (InvalidParameter, PreconditionFailed)
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or config_module.from_environment()
     engine = write_engine(settings)
-    create_schema(settings, engine)
-    publisher = NaivePublisher(settings) if settings.naive else None
+    wait_for("PostgreSQL", lambda: create_schema(settings, engine), POSTGRESQL_DOWN)
+    publisher = None
+    if settings.naive:  # the service publishes itself: it needs the broker from the start
+        wait_for("RabbitMQ", lambda: amqp_connection(settings).close(), RABBITMQ_DOWN)
+        publisher = NaivePublisher(settings)
     app = routes(settings, probe=lambda: _probe(engine))
-    app.extensions["cqrs"] = {"settings": settings, "engine": engine, "after_commit": publisher and publisher.publish}
+    app.extensions["cqrs"] = {"settings": settings, "engine": engine, "publisher": publisher,
+                              "after_commit": publisher and publisher.publish}
     web.add_openapi(app, *_ABOUT)
 
     @app.before_request
