@@ -84,6 +84,15 @@ class Settings(BaseSettings):
         5.0, ge=1, le=300,
         description="how long the active relay may go unheard by PostgreSQL before it loses its lock "
                     "(a standby takes over) and stops publishing; also its TCP keepalive and user timeout")
+    # Retention: what is kept, and for how long.
+    outbox_retention_hours: float = Field(
+        168.0, gt=0,
+        description="published outbox rows older than this move to the event log "
+                    "(`cqrs-demo outbox prune`'s default age)")
+    relay_prunes_outbox: bool = Field(
+        True, description="the active relay moves old published rows to the event log by itself")
+    audit_retention_hours: float = Field(
+        168.0, gt=0, description="how long the projection audit keeps an application (a MongoDB TTL index)")
 
     def __init__(self, **values) -> None:
         with _named_errors():

@@ -6,6 +6,8 @@ as a power cut would: no cleanup, no goodbye. Unarmed, a failpoint costs one `st
 
 - `relay.before_mark`: the broker has confirmed a batch, the outbox rows are not yet marked.
 - `projector.before_ack`: MongoDB has the change, RabbitMQ has not been acknowledged.
+- `outbox.prune_before_commit`: a chunk of rows is deleted from the outbox and inserted into
+  the event log, and the transaction is not yet committed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from cqrs_demo.config import Settings
 
 RELAY_BEFORE_MARK = "relay.before_mark"
 PROJECTOR_BEFORE_ACK = "projector.before_ack"
-NAMES = (RELAY_BEFORE_MARK, PROJECTOR_BEFORE_ACK)
+PRUNE_BEFORE_COMMIT = "outbox.prune_before_commit"
+NAMES = (RELAY_BEFORE_MARK, PROJECTOR_BEFORE_ACK, PRUNE_BEFORE_COMMIT)
 
 
 def path(settings: Settings, name: str) -> Path:

@@ -1,7 +1,8 @@
 """Counting what went wrong, measured against PostgreSQL, the record of what really happened.
 
-The outbox holds every event the write side committed. The projector's application log (a
-stack started with `projection_audit=True`) holds every time it applied one. Comparing them:
+The event log (`write.event_log`) holds every event the write side committed. The projector's
+application log (a stack started with `projection_audit=True`) holds every time it applied one,
+for `audit_retention_hours`; only events committed within that period are counted. Comparing them:
 - lost: committed events never applied (a duplicate counts as applied: see REACHED);
 - applied twice: applications beyond the first of the same event;
 - out of order: applications over a newer version of the same document;
@@ -11,14 +12,16 @@ stack started with `projection_audit=True`) holds every time it applied one. Com
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pandas as pd
 import sqlalchemy as sa
 
 from cqrs_demo.polling import WaitTimeout, wait_until
-from cqrs_demo.read.projector import APPLICATIONS
+from cqrs_demo.read.audit import APPLICATIONS
 from cqrs_demo.read.versioned import Outcome
-from cqrs_demo.write.schema import outbox, products
+from cqrs_demo.write.event_log import committed_events
+from cqrs_demo.write.schema import products
 
 APPLYING = {Outcome.APPLIED.value, Outcome.REAPPLIED.value, Outcome.OVERWROTE_NEWER.value}
 # With the version check on, a document only ever moves from version v-1 to v, so an event
@@ -44,8 +47,13 @@ def _settled_applications(stack, quiet: float = 0.3, timeout: float = 10.0) -> l
 
 def measure(stack) -> dict[str, int]:
     applications = _settled_applications(stack)
+    events = committed_events()
+    # The audit forgets applications after its retention: an event committed before that cannot
+    # be found in it, and would be counted as lost.
+    audited_since = sa.func.now() - sa.literal(timedelta(hours=stack.settings.audit_retention_hours), sa.Interval())
     with stack.engine.connect() as conn:
-        committed = {row.event_id for row in conn.execute(sa.select(outbox.c.event_id))}
+        committed = {row.event_id for row in
+                     conn.execute(sa.select(events.c.event_id).where(events.c.committed_at >= audited_since))}
         versions = dict(conn.execute(sa.select(products.c.id, products.c.version)).all())
     applied = Counter(a["event_id"] for a in applications if a["outcome"] in APPLYING)
     reached = {a["event_id"] for a in applications if a["outcome"] in REACHED}
@@ -61,10 +69,11 @@ def measure(stack) -> dict[str, int]:
 
 def committed_between(stack, start: float, end: float) -> int:
     """Events committed in a window of epoch seconds: what a lost-while-down design loses."""
+    events = committed_events()
     with stack.engine.connect() as conn:
         return conn.scalar(
             sa.select(sa.func.count()).where(
-                outbox.c.committed_at >= sa.func.to_timestamp(start), outbox.c.committed_at <= sa.func.to_timestamp(end)
+                events.c.committed_at >= sa.func.to_timestamp(start), events.c.committed_at <= sa.func.to_timestamp(end)
             )
         )
 

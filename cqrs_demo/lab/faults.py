@@ -24,6 +24,7 @@ from cqrs_demo import failpoints
 from cqrs_demo.connections import amqp_connection
 from cqrs_demo.polling import wait_until
 from cqrs_demo.read.projector import REPLAY_HEADER
+from cqrs_demo.write.event_log import committed_events
 from cqrs_demo.write.outbox import event_from_row
 from cqrs_demo.write.schema import outbox
 
@@ -54,9 +55,12 @@ def restart_mongo(stack) -> None:
     standin.start()
 
 
-def _events(stack, where) -> list:
+def _events(stack, column: str, values) -> list:
+    """Committed events whose `column` is one of `values`, wherever they are kept (outbox or event log)."""
+    events = committed_events()
     with stack.engine.connect() as conn:
-        return [event_from_row(row) for row in conn.execute(sa.select(outbox).where(where).order_by(outbox.c.position))]
+        return [event_from_row(row) for row in
+                conn.execute(sa.select(events).where(events.c[column].in_(list(values))).order_by(events.c.position))]
 
 
 def publish(stack, events, headers: dict | None = None) -> int:
@@ -84,7 +88,7 @@ def publish(stack, events, headers: dict | None = None) -> int:
 
 def redeliver(stack, positions: list[int]) -> int:
     """Deliver the events at these outbox positions a second time."""
-    return publish(stack, _events(stack, outbox.c.position.in_(positions)))
+    return publish(stack, _events(stack, "position", positions))
 
 
 @dataclass
@@ -164,7 +168,7 @@ def replay_dead_letters(stack) -> int:
             method, properties, body = channel.basic_get(stack.settings.dead_letter_queue)
             if method is None:
                 break
-            events = _events(stack, outbox.c.event_id == properties.message_id) if properties.message_id else []
+            events = _events(stack, "event_id", [properties.message_id]) if properties.message_id else []
             if events:
                 publish(stack, events, headers={REPLAY_HEADER: True})
                 replayed += 1

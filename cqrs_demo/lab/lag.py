@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from cqrs_demo.read import queries
 from cqrs_demo.runtime.health import projector_queue_counts
+from cqrs_demo.write.event_log import committed_events
 from cqrs_demo.write.schema import outbox
 
 
@@ -27,9 +28,10 @@ def sample(stack) -> dict:
     # after the outbox was counted, and "events behind" would dip below zero.
     status = queries.projection_status(stack.read_db)
     with stack.engine.connect() as conn:
-        committed, unpublished = conn.execute(
-            sa.select(sa.func.count(), sa.func.count().filter(outbox.c.published_at.is_(None)))
-        ).one()
+        committed, unpublished = conn.execute(sa.select(  # one statement: one snapshot of both
+            sa.select(sa.func.count()).select_from(committed_events()).scalar_subquery(),
+            sa.select(sa.func.count()).where(outbox.c.published_at.is_(None)).scalar_subquery(),
+        )).one()
     counts = projector_queue_counts(stack.observer_settings)
     return {
         "time": time.time(),

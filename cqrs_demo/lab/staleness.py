@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from cqrs_demo.lab.side_by_side import _money
 from cqrs_demo.messaging import events
 from cqrs_demo.read import projection
-from cqrs_demo.write.schema import outbox, products
+from cqrs_demo.write.event_log import committed_events
+from cqrs_demo.write.schema import products
 
 FIELDS = ["name", "description", "price", "quantity", "sku"]
 # Which fields each product event sets.
@@ -26,14 +27,15 @@ SETS = {
 
 
 def _pending(conn, product_id: int, read_version: int) -> list:
+    events = committed_events()  # a product stuck for long may wait on an event already archived
     return conn.execute(
-        sa.select(outbox)
+        sa.select(events)
         .where(
-            outbox.c.aggregate_type == "product",
-            outbox.c.aggregate_id == product_id,
-            outbox.c.aggregate_version > read_version,
+            events.c.aggregate_type == "product",
+            events.c.aggregate_id == product_id,
+            events.c.aggregate_version > read_version,
         )
-        .order_by(outbox.c.aggregate_version)
+        .order_by(events.c.aggregate_version)
     ).all()
 
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from cqrs_demo.lab.client import Exchange, WorkbenchClient
 from cqrs_demo.polling import wait_until
 from cqrs_demo.read import projection
-from cqrs_demo.write.schema import outbox
+from cqrs_demo.write.event_log import committed_events
 
 HOPS = ["sent", "received", "committed", "published", "delivered", "applied", "visible"]
 
@@ -51,8 +51,9 @@ def trace(stack, client: WorkbenchClient, exchange: Exchange, kind: str = "produ
     """The timeline of the command that produced `exchange` (the response carries id, version, position)."""
     body = exchange.body
     visible_at = wait_visible(client, kind, body["id"], body["version"])
+    events = committed_events()
     with stack.engine.connect() as conn:
-        row = conn.execute(sa.select(outbox).where(outbox.c.position == body["position"])).one()
+        row = conn.execute(sa.select(events).where(events.c.position == body["position"])).one()
     doc = stack.read_db[projection.PRODUCTS if kind == "product" else projection.ORDERS].find_one({"_id": body["id"]})
     recorded = doc.get("trace", {}) if doc and doc.get("version") == body["version"] else {}
     stamps = {

@@ -17,6 +17,9 @@ Guarantees, and what each one survives:
   (`connections.keep_alive`), and its PostgreSQL links have TCP keepalives and a user timeout.
 - Broker or database away: the relay drops its connections, backs off and starts again; at
   start-up it waits for PostgreSQL rather than exit.
+- Retention: with `relay_prunes_outbox`, the active relay also moves published rows older than
+  `outbox_retention_hours` to the event log (see `write.retention`), a chunk at a time when it
+  has nothing to publish, so the outbox it scans stays small.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
 
 import pika
@@ -41,6 +44,7 @@ from cqrs_demo.messaging import topology
 from cqrs_demo.messaging.backoff import Backoff
 from cqrs_demo.messaging.lease import LeaderLease
 from cqrs_demo.startup import POSTGRESQL_DOWN, wait_for
+from cqrs_demo.write import retention
 from cqrs_demo.write.outbox import event_from_row
 from cqrs_demo.write.schema import create_schema, outbox, relay_lock_key
 
@@ -82,6 +86,7 @@ class OutboxRelay:
         self.before_mark = before_mark or (lambda positions: failpoints.trip(settings, failpoints.RELAY_BEFORE_MARK))
         self.is_leader = False
         self._lease: LeaderLease | None = None
+        self._next_prune = 0.0  # monotonic time; a relay that becomes active prunes first thing
 
     def run(self, stop: threading.Event) -> None:
         """Relay until `stop` is set, reconnecting with back-off after any connection failure."""
@@ -106,6 +111,7 @@ class OutboxRelay:
         while not stop.is_set():
             sent = self.publish_pending(conn, channel)
             if sent < self.batch_size:
+                self._prune_when_due(conn)
                 self._wait_for_commits(conn, channel, stop)
 
     def publish_pending(self, conn: Connection, channel) -> int:
@@ -130,6 +136,18 @@ class OutboxRelay:
             .values(published_at=sa.func.clock_timestamp())
         )
         return len(rows)
+
+    def _prune_when_due(self, conn: Connection) -> None:
+        """One chunk of old published rows to the event log, if retention is due; then again
+        right away while there are more, else once per retention period (an hour at most)."""
+        if not self.settings.relay_prunes_outbox or time.monotonic() < self._next_prune:
+            return
+        age = timedelta(hours=self.settings.outbox_retention_hours)
+        moved = retention.move_chunk(conn, retention.cutoff(conn, age))
+        if moved:
+            log.info("moved %d published rows (positions %d-%d) to the event log", len(moved), min(moved), max(moved))
+        if len(moved) < retention.CHUNK:
+            self._next_prune = time.monotonic() + min(3600.0, age.total_seconds())
 
     def _publish(self, channel, row) -> None:
         event = event_from_row(row)

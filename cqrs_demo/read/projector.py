@@ -28,7 +28,8 @@ from cqrs_demo.connections import amqp_connection, mongo_client
 from cqrs_demo.messaging import topology
 from cqrs_demo.messaging.backoff import Backoff
 from cqrs_demo.messaging.events import Event, MalformedEvent
-from cqrs_demo.read import poison, projection
+from cqrs_demo.read import audit, poison, projection
+from cqrs_demo.read.audit import APPLICATIONS
 from cqrs_demo.read.batch import project_batch
 from cqrs_demo.read.versioned import Outcome
 from cqrs_demo.startup import MONGODB_DOWN, wait_for
@@ -36,7 +37,6 @@ from cqrs_demo.startup import MONGODB_DOWN, wait_for
 log = logging.getLogger(__name__)
 
 RECOVERABLE = (pika.exceptions.AMQPError, pymongo.errors.PyMongoError, ConnectionError, OSError)
-APPLICATIONS = "applications"
 REPLAY_HEADER = "x-replayed"
 
 
@@ -182,10 +182,14 @@ class Projector:
 
     # -- the consuming loop ------------------------------------------------------------------
 
+    def _prepare_read_model(self) -> None:
+        projection.ensure_indexes(self.db)
+        audit.ensure_retention(self.db, self.settings.audit_retention_hours)
+
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, reconnecting with back-off after any connection failure."""
         self._stop = stop
-        if not wait_for("MongoDB", lambda: projection.ensure_indexes(self.db), MONGODB_DOWN, stop):
+        if not wait_for("MongoDB", self._prepare_read_model, MONGODB_DOWN, stop):
             return
         backoff = Backoff()
         while not stop.is_set():

@@ -113,11 +113,36 @@ def cmd_check(settings: Settings, args) -> int:
     return 0 if result["equal"] else 1
 
 
+def cmd_outbox_prune(settings: Settings, args) -> int:
+    from datetime import timedelta
+
+    from cqrs_demo import failpoints
+    from cqrs_demo.connections import write_engine
+    from cqrs_demo.write import retention
+
+    try:
+        age = retention.parse_age(args.older_than) if args.older_than else timedelta(
+            hours=settings.outbox_retention_hours)
+    except ValueError as exc:
+        print(f"cqrs-demo outbox prune: {exc}", file=sys.stderr)
+        return 2
+    engine = write_engine(settings)
+    try:
+        report = retention.prune(
+            engine, age, dry_run=args.dry_run,
+            before_commit=lambda positions: failpoints.trip(settings, failpoints.PRUNE_BEFORE_COMMIT))
+    finally:
+        engine.dispose()
+    print(json.dumps(report.as_dict()))
+    return 0
+
+
 def cmd_rebuild(settings: Settings, args) -> int:
     from tqdm import tqdm
 
     from cqrs_demo.connections import read_database, write_engine
-    from cqrs_demo.read.rebuild import count_events, rebuild
+    from cqrs_demo.read.rebuild import rebuild
+    from cqrs_demo.write.event_log import count_events
 
     settings = _with_recorded_mongo(settings)
     engine = write_engine(settings)
@@ -166,8 +191,14 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the read model to catch up")
     check.set_defaults(run=cmd_check)
     commands.add_parser(
-        "rebuild", help="drop the read model and rebuild it from the event log in the outbox"
+        "rebuild", help="drop the read model and rebuild it from the event log"
     ).set_defaults(run=cmd_rebuild)
+    outbox = commands.add_parser("outbox", help="look after the outbox").add_subparsers(dest="action", required=True)
+    prune = outbox.add_parser("prune", help="move published rows older than the retention to the event log")
+    prune.add_argument("--older-than", metavar="DURATION",
+                       help="published longer ago than this (90s, 15m, 12h, 7d, 2w); default CQRS_OUTBOX_RETENTION_HOURS")
+    prune.add_argument("--dry-run", action="store_true", help="count what would move, move nothing")
+    prune.set_defaults(run=cmd_outbox_prune)
     bench = commands.add_parser("bench", help="run the benchmarks; results to benchmarks/results/")
     bench.add_argument("--quick", action="store_true", help="short runs (a minute or two in all)")
     bench.add_argument("--only", nargs="*", help="scenario names to run")

@@ -1,7 +1,11 @@
-"""The write model's tables in PostgreSQL, and the outbox that carries its events.
+"""The write model's tables in PostgreSQL, the outbox that carries its events, and the event log.
 
 Tables are declared without a schema; `connections.write_engine` maps them into the
 namespace's own schema, so two namespaces share a database without sharing a row.
+
+Every event the write side ever committed is in exactly one of two tables: `outbox`, until it
+has been published and has aged past the retention, then `event_log` (see `retention`), which
+has the same columns and only ever grows. `event_log.event_log` reads both as one log.
 """
 
 from __future__ import annotations
@@ -86,6 +90,27 @@ outbox = sa.Table(
 )
 
 
+# Published events moved out of the outbox: same columns, same positions, append-only (a trigger
+# refuses UPDATE, DELETE and TRUNCATE). Its unique constraints, with the outbox's own and the
+# check on outbox inserts (`_create_event_log_triggers`), keep event ids and per-aggregate
+# versions unique across both tables.
+event_log_table = sa.Table(
+    "event_log",
+    metadata,
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_id", UUID(as_uuid=False), nullable=False, unique=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("aggregate_type", sa.String(32), nullable=False),
+    sa.Column("aggregate_id", sa.BigInteger, nullable=False),
+    sa.Column("aggregate_version", sa.Integer, nullable=False),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("committed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("aggregate_type", "aggregate_id", "aggregate_version"),
+)
+
+
 def _lock_key(settings: Settings, purpose: str) -> int:
     """A stable 32-bit advisory-lock key for one purpose in one namespace."""
     return zlib.crc32(f"{settings.namespace}:{purpose}".encode()) - 2**31
@@ -111,6 +136,62 @@ def create_schema(settings: Settings, engine: Engine) -> None:
         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{settings.schema}"'))
         metadata.create_all(conn)
         _create_notify_trigger(conn, settings)
+        _create_event_log_triggers(conn, settings)
+
+
+def _trigger_exists(conn, settings: Settings, table: str, name: str) -> bool:
+    return bool(conn.scalar(
+        sa.text(
+            "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :schema AND c.relname = :table AND t.tgname = :name"
+        ),
+        {"schema": settings.schema, "table": table, "name": name},
+    ))
+
+
+def _create_event_log_triggers(conn, settings: Settings) -> None:
+    """`event_log` only grows; an outbox row may not reuse an archived event's id or version.
+
+    The write side never tries either (versions are taken under the aggregate's row lock, ids
+    are random): these make the database itself refuse, should anything else try.
+    """
+    schema = settings.schema
+    if not _trigger_exists(conn, settings, "event_log", "event_log_append_only"):
+        conn.execute(sa.text(f"""
+            CREATE OR REPLACE FUNCTION "{schema}".event_log_append_only() RETURNS trigger AS $$
+            BEGIN
+                RAISE EXCEPTION 'event_log is append-only: % refused', TG_OP;
+            END $$ LANGUAGE plpgsql
+        """))
+        conn.execute(sa.text(f"""
+            CREATE OR REPLACE TRIGGER event_log_append_only BEFORE UPDATE OR DELETE ON "{schema}".event_log
+            FOR EACH ROW EXECUTE FUNCTION "{schema}".event_log_append_only()
+        """))
+        conn.execute(sa.text(f"""
+            CREATE OR REPLACE TRIGGER event_log_no_truncate BEFORE TRUNCATE ON "{schema}".event_log
+            FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".event_log_append_only()
+        """))
+    if _trigger_exists(conn, settings, "outbox", "outbox_unique_with_event_log"):
+        return  # creating it again would lock the outbox behind open commands (see below)
+    conn.execute(sa.text(f"""
+        CREATE OR REPLACE FUNCTION "{schema}".outbox_unique_with_event_log() RETURNS trigger AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM "{schema}".event_log WHERE event_id = NEW.event_id)
+               OR EXISTS (SELECT 1 FROM "{schema}".event_log WHERE aggregate_type = NEW.aggregate_type
+                          AND aggregate_id = NEW.aggregate_id AND aggregate_version = NEW.aggregate_version)
+            THEN
+                RAISE unique_violation USING MESSAGE = format(
+                    'event %s (%s %s version %s) is already in the event log',
+                    NEW.event_id, NEW.aggregate_type, NEW.aggregate_id, NEW.aggregate_version);
+            END IF;
+            RETURN NEW;
+        END $$ LANGUAGE plpgsql
+    """))
+    conn.execute(sa.text(f"""
+        CREATE OR REPLACE TRIGGER outbox_unique_with_event_log BEFORE INSERT ON "{schema}".outbox
+        FOR EACH ROW EXECUTE FUNCTION "{schema}".outbox_unique_with_event_log()
+    """))
 
 
 def _create_notify_trigger(conn, settings: Settings) -> None:
@@ -120,15 +201,7 @@ def _create_notify_trigger(conn, settings: Settings) -> None:
     there is something committed to publish, and no command can forget to wake it.
     """
     schema = settings.schema
-    exists = conn.scalar(
-        sa.text(
-            "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = :schema AND c.relname = 'outbox' AND t.tgname = 'outbox_notify'"
-        ),
-        {"schema": schema},
-    )
-    if exists:
+    if _trigger_exists(conn, settings, "outbox", "outbox_notify"):
         # Creating it again would lock the outbox table behind any open command transaction,
         # and every command after it behind that lock: a process start must not stall writes.
         return
