@@ -102,7 +102,8 @@ class OutboxRelay:
                 stop.wait(self.settings.relay_poll_seconds)
             except RECOVERABLE as exc:
                 delay = backoff.next()
-                log.warning("relay lost a connection (%s); retrying in %.1fs", exc, delay)
+                reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]  # not the SQL that follows
+                log.warning("relay lost a connection (%s); retrying in %.1fs", reason, delay)
                 stop.wait(delay)
             finally:
                 self.is_leader = False
