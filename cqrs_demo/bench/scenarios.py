@@ -1,4 +1,4 @@
-"""The six benchmark scenarios. Each starts its own stack, measures, and returns its numbers.
+"""The benchmark scenarios. Each starts its own stack, measures, and returns its numbers.
 
 Every scenario takes `quick`: short runs for the notebook, full runs for `benchmarks/results`.
 """
@@ -16,6 +16,7 @@ import pandas as pd
 import requests
 import sqlalchemy as sa
 
+from cqrs_demo.bench.links import first_command_after_idle, relay_takeover
 from cqrs_demo.bench.record import percentiles
 from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.lab.client import WorkbenchClient
@@ -345,4 +346,6 @@ SCENARIOS = {
     "read_payoff": read_payoff,
     "price_of_guarantee": price_of_guarantee,
     "relay_wakeup": relay_wakeup,
+    "first_command_after_idle": first_command_after_idle,
+    "relay_takeover": relay_takeover,
 }
