@@ -93,6 +93,8 @@ class Settings(BaseSettings):
         True, description="the active relay moves old published rows to the event log by itself")
     audit_retention_hours: float = Field(
         168.0, gt=0, description="how long the projection audit keeps an application (a MongoDB TTL index)")
+    idempotency_key_hours: float = Field(
+        24.0, gt=0, description="how long an `Idempotency-Key` is remembered, with the answer it got")
 
     def __init__(self, **values) -> None:
         with _named_errors():

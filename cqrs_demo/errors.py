@@ -128,6 +128,40 @@ class ValidationFailed(ApiError):
         return cls(f"invalid request body: {summary}", fields=fields)
 
 
+class InvalidIdempotencyKey(ApiError):
+    """The Idempotency-Key header is malformed, or sent more than once."""
+
+    status, code = 400, "invalid_idempotency_key"
+    details = {"parameter": str}
+
+
+class MayRetryAfter(BaseModel):
+    """When to retry, on the one 409 (of several) that a retry may cure by itself."""
+
+    retry_after: int | None = Field(
+        None, alias="Retry-After", ge=1,
+        description="with idempotency_key_in_use: seconds to wait before retrying the same request")
+
+
+class IdempotencyKeyInUse(ApiError):
+    """A request with this Idempotency-Key is still being processed: retry once it has answered."""
+
+    status, code = 409, "idempotency_key_in_use"
+    details = {"parameter": str}
+    headers_model = MayRetryAfter
+    RETRY_AFTER_SECONDS = 1
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
+
+
+class IdempotencyKeyReused(ApiError):
+    """This Idempotency-Key was used for a different request: a retry must repeat the first exactly."""
+
+    status, code = 422, "idempotency_key_reused"
+    details = {"parameter": str}
+
+
 class ReadModelBehind(ApiError):
     """`min_version` was not reached within the wait: the read model is behind; retry later."""
 

@@ -100,20 +100,26 @@ class IdConverter(BaseConverter):
         return str(value)
 
 
+def error_response(exc: ApiError):
+    """The one JSON answer to a client mistake: its body, status and headers."""
+    response = jsonify(exc.body())
+    response.status_code = exc.status
+    response.headers.update(exc.headers())
+    return response
+
+
 def install(app: Flask) -> None:
     """Give an app the shared JSON handling, error mapping, id converter and size limit."""
     app.url_map.converters["id"] = IdConverter
     app.json = JsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
-        return jsonify(exc.body()), exc.status, exc.headers()
+    app.register_error_handler(ApiError, error_response)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         if exc.code == 413:  # a body too long to read at all: the same answer as json_body's
-            return _api_error(PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes"))
+            return error_response(PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes"))
         code = (exc.name or "error").lower().replace(" ", "_")
         message = exc.description or exc.name
         response = jsonify({"error": code, "message": message})

@@ -1,20 +1,24 @@
 """The command service: HTTP in, one command transaction, the result out. Nothing else.
 
 Each route declares what it takes and answers (`openapi.operation`); `/openapi.json` is made
-from those declarations.
+from those declarations. POSTs (create a product, place or cancel an order) accept an
+`Idempotency-Key`: see `idempotency`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Callable
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from cqrs_demo import config as config_module
 from cqrs_demo import etags, openapi, web
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_connection, write_engine
 from cqrs_demo.errors import (
+    ApiError,
     DuplicateSku,
     InsufficientStock,
     InvalidParameter,
@@ -25,11 +29,11 @@ from cqrs_demo.errors import (
 )
 from cqrs_demo.messaging.naive import NaivePublisher
 from cqrs_demo.openapi import Link, Reply, operation
-from cqrs_demo.write import orders, products, results
 from cqrs_demo.startup import POSTGRESQL_DOWN, RABBITMQ_DOWN, wait_for
+from cqrs_demo.write import idempotency, orders, products, results
 from cqrs_demo.write.commands import PlaceOrder, ProductFields, ProductPatch
-from cqrs_demo.write.schema import create_schema
-from cqrs_demo.write.transaction import command_transaction
+from cqrs_demo.write.schema import create_schema, idempotency_lock_class
+from cqrs_demo.write.transaction import CommandTransaction, command_transaction
 
 _ABOUT = (
     "CQRS Workbench command service",
@@ -56,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         publisher = NaivePublisher(settings)
     app = routes(settings, probe=lambda: _probe(engine))
     app.extensions["cqrs"] = {"settings": settings, "engine": engine, "publisher": publisher,
-                              "after_commit": publisher and publisher.publish}
+                              "after_commit": publisher and publisher.publish, "next_key_purge": 0.0}
     web.add_openapi(app, *_ABOUT)
 
     @app.before_request
@@ -90,6 +94,43 @@ def _transaction():
     return command_transaction(ext["engine"], g.received_at, ext["after_commit"])
 
 
+def _run(command: Callable[[CommandTransaction], Response], body=None) -> Response:
+    """Run `command` in one transaction; with an Idempotency-Key, at most once per key (see `idempotency`)."""
+    key = idempotency.parse_key(request.headers.getlist(idempotency.HEADER))
+    if key is None:
+        with _transaction() as tx:
+            return command(tx)
+    ext = current_app.extensions["cqrs"]
+    settings = ext["settings"]
+    keyed = idempotency.KeyedRequest(key, idempotency.fingerprint(request.method, request.path, body))
+    _purge_keys_when_due(ext)
+    with _transaction() as tx:
+        stored = idempotency.claim(tx.conn, keyed, idempotency_lock_class(settings))
+        if stored is not None:
+            response = Response(stored.body, stored.status, stored.headers)
+            response.headers[idempotency.REPLAYED] = "true"
+            return response
+        attempt = tx.conn.begin_nested()
+        try:
+            response = command(tx)
+            attempt.commit()
+        except ApiError as exc:  # refused by the domain: its effects undone, the refusal remembered
+            attempt.rollback()
+            tx.events.clear()
+            response = web.error_response(exc)
+        answer = idempotency.Answer.of(response.status_code, response.get_data(), response.headers)
+        idempotency.remember(tx.conn, keyed, answer, timedelta(hours=settings.idempotency_key_hours))
+    return response
+
+
+def _purge_keys_when_due(ext: dict) -> None:
+    """Expired keys are deleted by the service itself, at most every tenth of their lifetime."""
+    if time.monotonic() < ext["next_key_purge"]:
+        return
+    idempotency.purge_expired(ext["engine"])
+    ext["next_key_purge"] = time.monotonic() + min(600.0, ext["settings"].idempotency_key_hours * 360)
+
+
 def _product_response(product: dict, status: int = 200):
     response = jsonify(product)
     response.status_code = status
@@ -105,16 +146,21 @@ def _precondition():
 @operation(
     summary="Create a product",
     body=ProductFields,
+    headers=idempotency.IdempotencyKeyHeader,
     replies=[Reply(201, "created", results.Product, results.CreatedProductHeaders, _NEXT_FOR_PRODUCT)],
-    errors=[*web.JSON_BODY_ERRORS, DuplicateSku],
+    errors=[*web.JSON_BODY_ERRORS, DuplicateSku, *idempotency.ERRORS],
 )
 def create_product():
-    fields = web.validated(ProductFields, web.json_body())
-    with _transaction() as tx:
+    body = web.json_body()
+    fields = web.validated(ProductFields, body)
+
+    def create(tx: CommandTransaction) -> Response:
         product = products.create(tx, fields)
-    response = _product_response(product, 201)
-    response.headers["Location"] = f"/api/products/{product['id']}"
-    return response
+        response = _product_response(product, 201)
+        response.headers["Location"] = f"/api/products/{product['id']}"
+        return response
+
+    return _run(create, body)
 
 
 @api.put("/api/products/<id:product_id>")
@@ -165,31 +211,35 @@ def delete_product(product_id: int):
 @operation(
     summary="Place an order: all lines or none, stock taken in the same transaction",
     body=PlaceOrder,
+    headers=idempotency.IdempotencyKeyHeader,
     replies=[
         Reply(
             201, "placed", results.Order, results.CreatedOrderHeaders,
             {"cancel_order": Link("cancel_order", {"path.order_id": "$response.body#/id"})},
         )
     ],
-    errors=[*web.JSON_BODY_ERRORS, NotFound, InsufficientStock, OrderTotalTooLarge],
+    errors=[*web.JSON_BODY_ERRORS, NotFound, InsufficientStock, OrderTotalTooLarge, *idempotency.ERRORS],
 )
 def place_order():
-    command = web.validated(PlaceOrder, web.json_body())
-    with _transaction() as tx:
+    body = web.json_body()
+    command = web.validated(PlaceOrder, body)
+
+    def place(tx: CommandTransaction) -> Response:
         order = orders.place(tx, command)
-    response = jsonify(order)
-    response.status_code = 201
-    response.headers["Location"] = f"/api/orders/{order['id']}"
-    return response
+        response = jsonify(order)
+        response.status_code = 201
+        response.headers["Location"] = f"/api/orders/{order['id']}"
+        return response
+
+    return _run(place, body)
 
 
 @api.post("/api/orders/<id:order_id>/cancel")
 @operation(
     summary="Cancel an order and restock it; cancelling a cancelled order changes nothing",
-    replies=[Reply(200, "cancelled", results.Order)],
-    errors=[NotFound],
+    headers=idempotency.IdempotencyKeyHeader,
+    replies=[Reply(200, "cancelled", results.Order, results.Replayed)],
+    errors=[NotFound, *idempotency.ERRORS],
 )
 def cancel_order(order_id: int):
-    with _transaction() as tx:
-        order = orders.cancel(tx, order_id)
-    return jsonify(order)
+    return _run(lambda tx: jsonify(orders.cancel(tx, order_id)))

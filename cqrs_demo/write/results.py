@@ -76,13 +76,21 @@ class Order(BaseModel):
     updated_at: datetime
 
 
+class Replayed(BaseModel):
+    """What an answer to a request with an Idempotency-Key may add (see `idempotency`)."""
+
+    idempotent_replayed: Literal["true"] | None = Field(
+        None, alias="Idempotent-Replayed",
+        description="`true` when this is the stored answer to an earlier request with the same Idempotency-Key")
+
+
 class ProductHeaders(BaseModel):
     etag: str = Field(alias="ETag", pattern=ETAG_PATTERN, description="the product's new version: send it in If-Match")
 
 
-class CreatedProductHeaders(ProductHeaders):
+class CreatedProductHeaders(ProductHeaders, Replayed):
     location: str = Field(alias="Location", description="where the product's changes go")
 
 
-class CreatedOrderHeaders(BaseModel):
+class CreatedOrderHeaders(Replayed):
     location: str = Field(alias="Location", description="the order's address")

@@ -111,6 +111,20 @@ event_log_table = sa.Table(
 )
 
 
+# Each `Idempotency-Key` a command was sent with, and the answer that command got (see `idempotency`).
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),  # which request: method, path, body
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("headers", JSONB, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+
 def _lock_key(settings: Settings, purpose: str) -> int:
     """A stable 32-bit advisory-lock key for one purpose in one namespace."""
     return zlib.crc32(f"{settings.namespace}:{purpose}".encode()) - 2**31
@@ -122,6 +136,11 @@ def migration_lock_key(settings: Settings) -> int:
 
 def relay_lock_key(settings: Settings) -> int:
     return _lock_key(settings, "relay")
+
+
+def idempotency_lock_class(settings: Settings) -> int:
+    """The first half of a two-part advisory lock on one idempotency key (the second: its hash)."""
+    return _lock_key(settings, "idempotency")
 
 
 def create_schema(settings: Settings, engine: Engine) -> None:

@@ -6,7 +6,11 @@ requests are generated as *valid*; it excuses no answer.
 
 from __future__ import annotations
 
+import itertools
+
 import schemathesis
+
+_KEYS = itertools.count(1)  # deterministic, like the rest of the run
 
 
 @schemathesis.hook
@@ -30,3 +34,18 @@ def filter_case(context, case) -> bool:
         if isinstance(line, dict)
     ]
     return len(named) == len(set(named))
+
+
+@schemathesis.hook
+def map_case(context, case):
+    """An Idempotency-Key names one request: each valid request gets a key of its own.
+
+    The document can give a key's syntax, not that a client must never reuse it for a different
+    request; a generated valid key is often the same string on many requests, which the service
+    rightly refuses (422 idempotency_key_reused, the draft's answer). Invalid keys, in negative
+    mode, are left as generated. Replays of one key are tested in tests/integration/test_idempotency.py.
+    """
+    headers = case.headers or {}
+    if "Idempotency-Key" in headers and case.meta is not None and case.meta.generation.mode.is_positive:
+        headers["Idempotency-Key"] = f'"fuzz-{next(_KEYS)}"'
+    return case
