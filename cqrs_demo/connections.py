@@ -17,6 +17,7 @@ import pika
 import pymongo
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
 
 from cqrs_demo.config import Settings
 
@@ -62,6 +63,15 @@ def write_engine(settings: Settings, **kwargs) -> Engine:
     """An engine whose unqualified tables live in the namespace's own schema."""
     engine = sa.create_engine(settings.database_url, pool_pre_ping=True, **kwargs)
     return engine.execution_options(schema_translate_map={None: settings.schema})
+
+
+def session_engine(settings: Settings, application_name: str) -> Engine:
+    """Connections that each are one long-lived, named session in autocommit: what holds a
+    session-level advisory lock, and shows in `pg_stat_activity` under `application_name`."""
+    return sa.create_engine(
+        settings.database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
+        connect_args={"application_name": application_name},
+    )
 
 
 def mongo_client(settings: Settings, **kwargs) -> pymongo.MongoClient:

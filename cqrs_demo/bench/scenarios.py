@@ -36,7 +36,7 @@ from cqrs_demo.write.transaction import command_transaction
 
 
 def _stack(name: str, **settings) -> LabStack:
-    return LabStack(f"bench_{name}", **settings).start()
+    return LabStack(namespace=f"bench_{name}", **settings).start()
 
 
 def _closed_loop(call: Callable[[requests.Session, int], float], clients: int, seconds: float) -> list[float]:

@@ -1,8 +1,12 @@
 """A stack a notebook can start, watch, pause, break and reset.
 
-Each notebook uses its own namespace, free ports and MongoDB stand-in, so running a notebook
-twice, or two notebooks at once, never mixes their data. The processes are the ones
-`cqrs-demo up` starts, as separate OS processes that die with the kernel.
+`LabStack("nb01")` is notebook 01's stack *of the student running it*: its namespace is derived
+from the student (`CQRS_STUDENT`, else `JUPYTERHUB_USER`, else the login name) and the label
+(`cqrs_demo.classroom.naming`), and it has free ports and a MongoDB stand-in of its own, so two
+notebooks, or two students, on the same servers never mix their data. The same student's same
+notebook runs once at a time: a second kernel gets a message saying where the first one runs
+(`cqrs_demo.classroom.seat`). The processes are the ones `cqrs-demo up` starts, as separate OS
+processes that die with the kernel.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ import signal
 
 import pandas as pd
 import pika
+import pymongo.errors
 import sqlalchemy as sa
 
 from cqrs_demo import config
+from cqrs_demo.classroom import counters, naming
+from cqrs_demo.classroom.seat import Seat
 from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
 from cqrs_demo.messaging import topology
 from cqrs_demo.lab.proxy import LinkProxy
@@ -26,12 +33,24 @@ PAUSABLE = ("relay", "projector")
 
 
 class LabStack:
-    """The whole stack for one notebook: `start()`, then `command_url`, `query_url`, `engine`, `read_db`."""
+    """The whole stack for one notebook: `start()`, then `command_url`, `query_url`, `engine`, `read_db`.
 
-    def __init__(self, namespace: str, faults: bool = False, **settings) -> None:
+    `notebook` is the notebook's label for its stack ("nb01"); `student=` stands in for the
+    student the environment names (the instructor's notebook starts demo students' stacks);
+    `namespace=` names the namespace outright instead (the tests' and benchmarks' own).
+    """
+
+    def __init__(self, notebook: str | None = None, faults: bool = False, *, namespace: str | None = None,
+                 **settings) -> None:
         base = config.from_environment()
+        student = settings.pop("student", None) or base.student
+        if namespace is None:
+            if notebook is None:
+                raise TypeError("LabStack needs the notebook's label, as in LabStack('nb01'), or namespace=...")
+            namespace = naming.namespace_for(student, notebook)
+        self.notebook = notebook or namespace
         self.settings = base.with_(
-            namespace=namespace, command_port=free_port(), query_port=free_port(), **settings
+            namespace=namespace, student=student, command_port=free_port(), query_port=free_port(), **settings
         )
         # What the workbench itself uses to watch RabbitMQ: the real broker, never the proxy,
         # so a staged outage blinds the stack and not the observer.
@@ -44,6 +63,7 @@ class LabStack:
             if proxied == self.settings.amqp_url:
                 raise ValueError(f"cannot route {self.settings.amqp_url} through the fault proxy; give host:port")
             self.settings = self.settings.with_(amqp_url=proxied)
+        self.seat = Seat(self.observer_settings, self.notebook, owner=self)
         self._stack: Stack | None = None
         self._engine = None
         self._mongo = None
@@ -51,19 +71,29 @@ class LabStack:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, fresh: bool = True) -> "LabStack":
-        """Start every process and wait until each is healthy. `fresh` empties the namespace first."""
-        self._stop_leftover()
+        """Start every process and wait until each is healthy. `fresh` empties the namespace first.
+
+        Raises `NotebookAlreadyRunning` (saying where) when another kernel runs this namespace.
+        """
         backing.ensure(self.observer_settings)
-        if self.broker_link:
-            self.broker_link.start()
-        if fresh:
-            self._remove_data()
-        self._stack = Stack(self.settings).start()
+        self.seat.take((self.settings.command_port, self.settings.query_port), faults=self.broker_link is not None)
+        try:
+            self._stop_leftover()
+            if self.broker_link:
+                self.broker_link.start()
+            if fresh:
+                self._remove_data()
+            self._stack = Stack(self.settings).start()
+        except BaseException:
+            self.stop()
+            raise
         self.settings = self._stack.settings  # now carries the stand-in's URL
         self.observer_settings = self.observer_settings.with_(mongo_url=self.settings.mongo_url)
+        self.seat.running(self.settings.mongo_url)
         return self
 
     def stop(self) -> None:
+        last_counters = self.counters() if self._stack else None  # the stand-in goes with the stack
         if self._stack:
             self._stack.stop()
         if self.broker_link:
@@ -73,6 +103,7 @@ class LabStack:
         if self._mongo is not None:
             self._mongo.close()
         self._stack, self._engine, self._mongo = None, None, None
+        self.seat.leave(last_counters)
 
     def __enter__(self) -> "LabStack":
         return self.start()
@@ -137,6 +168,16 @@ class LabStack:
             self._mongo = mongo_client(self.settings)
         return self._mongo[self.settings.mongo_database]
 
+    def counters(self) -> dict[str, int] | None:
+        """The projector's anomaly counters and the events committed (see `classroom.counters`);
+        None when the stack's stores do not answer."""
+        try:
+            with mongo_client(self.settings, serverSelectionTimeoutMS=2000) as client:
+                found = counters.from_read_model(client[self.settings.mongo_database])
+            return counters.with_committed(found, counters.committed_events(self.engine, self.settings.schema))
+        except (pymongo.errors.PyMongoError, sa.exc.SQLAlchemyError, RuntimeError):
+            return None
+
     def status(self) -> pd.DataFrame:
         return pd.DataFrame(self.stack.status()).set_index("service")
 
@@ -159,7 +200,8 @@ class LabStack:
             raise ValueError(f"only {' and '.join(PAUSABLE)} can be paused; {name!r} serves requests")
 
     def _stop_leftover(self) -> None:
-        """A stack this namespace left running (an earlier run of the same notebook) is stopped."""
+        """Processes an earlier run of this namespace left (a kernel that died with a detached
+        child) are stopped. Only ever called holding the namespace's lease: no live run owns them."""
         try:
             Stack.attach(self.settings).stop()
         except StackError:

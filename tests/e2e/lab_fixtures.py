@@ -48,7 +48,7 @@ class LabStacks:
             "mongo_url": None,  # the stack starts its own stand-in, which faults can restart
             **overrides,
         }
-        stack = LabStack(new_namespace(), faults=True, **settings)
+        stack = LabStack(namespace=new_namespace(), faults=True, **settings)
         self.stacks.append(stack)
         return stack.start()
 
