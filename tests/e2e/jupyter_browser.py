@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,8 +25,7 @@ from pathlib import Path
 import requests
 
 from cqrs_demo.polling import WaitTimeout, wait_until
-
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+from cqrs_demo.runtime import chromium
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -44,14 +42,7 @@ CHROMIUM_ARGS = [
 
 def find_chromium() -> str | None:
     """The Chromium binary to use: $CHROMIUM_PATH, /usr/bin/chromium, or one on PATH."""
-    explicit = os.environ.get("CHROMIUM_PATH")
-    if explicit:
-        return explicit if os.access(explicit, os.X_OK) else None
-    for candidate in CHROMIUM_CANDIDATES:
-        found = candidate if os.path.isabs(candidate) and os.access(candidate, os.X_OK) else shutil.which(candidate)
-        if found:
-            return found
-    return None
+    return chromium.find_chromium(os.environ.get("CHROMIUM_PATH"))
 
 
 def launch_chromium(playwright, executable: str, user_data_dir: Path):
