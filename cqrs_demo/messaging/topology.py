@@ -36,8 +36,16 @@ def declare_projector_queue(channel: BlockingChannel, settings: Settings) -> Non
     channel.queue_bind(settings.projector_queue, settings.exchange, routing_key="#")
 
 
+def owned_names(settings: Settings) -> tuple[list[str], list[str]]:
+    """(queues, exchanges) a namespace may have declared, in either delivery mode."""
+    queues = [settings.with_(delivery="outbox").projector_queue, settings.dead_letter_queue,
+              settings.with_(delivery="naive").projector_queue]
+    return queues, [settings.exchange, settings.dead_letter_exchange]
+
+
 def delete_all(channel: BlockingChannel, settings: Settings) -> None:
-    for queue in (f"{settings.namespace}.projector", settings.dead_letter_queue):
-        channel.queue_delete(queue)
-    for exchange in (settings.exchange, settings.dead_letter_exchange):
+    queues, exchanges = owned_names(settings)
+    for queue in queues[:2]:  # the naive queue deletes itself with its consumer; deleting it here
+        channel.queue_delete(queue)  # would fail on a running naive projector's exclusive queue
+    for exchange in exchanges:
         channel.exchange_delete(exchange)

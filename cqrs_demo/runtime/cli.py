@@ -16,9 +16,10 @@ from cqrs_demo.runtime.serve import SERVICES
 
 def _table(rows: list[dict]) -> str:
     columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns) for row in rows]
+    cells = [{c: "-" if row[c] is None else str(row[c]) for c in columns} for row in rows]
+    widths = {c: max(len(c), *(len(row[c]) for row in cells)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns).rstrip()]
+    lines += ["  ".join(row[c].ljust(widths[c]) for c in columns).rstrip() for row in cells]
     return "\n".join(lines)
 
 
@@ -175,6 +176,48 @@ def cmd_bench(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_class_status(settings: Settings, args) -> int:
+    from cqrs_demo.classroom.census import class_status, stack_lines
+
+    students, stacks = class_status(settings, args.student)
+    if not students:
+        print("no class stacks on these servers" + (f" for {args.student!r}" if args.student else ""))
+        return 0
+    print(_table(students))
+    if stacks:
+        print()
+        print(_table(stack_lines(stacks)))
+    return 0
+
+
+def cmd_class_reset(settings: Settings, args) -> int:
+    from cqrs_demo.classroom.reset import reset
+
+    report = reset(settings, args.student, dry_run=args.dry_run, progress=args.progress)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_doctor(settings: Settings, args) -> int:
+    from cqrs_demo.runtime.doctor import run_checks
+
+    return run_checks(settings, print)
+
+
+def _class_commands(commands) -> None:
+    room = commands.add_parser("class", help="the classroom: every student's stacks on these servers")
+    room_commands = room.add_subparsers(dest="class_command", required=True)
+    status = room_commands.add_parser("status", help="one row per student: stacks, exercises passed, anomaly counters")
+    status.add_argument("--student", help="only this student (the exact name)")
+    status.set_defaults(run=cmd_class_status)
+    reset = room_commands.add_parser(
+        "reset", help="remove what the class left on the servers (schemas, queues, databases, run folders)")
+    reset.add_argument("--student", help="only this student's stacks (the exact name)")
+    reset.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    reset.add_argument("--progress", action="store_true", help="also clear the exercises' progress record")
+    reset.set_defaults(run=cmd_class_reset)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="cqrs-demo", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -204,6 +247,10 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="*", help="scenario names to run")
     bench.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where results go")
     bench.set_defaults(run=cmd_bench)
+    _class_commands(commands)
+    commands.add_parser(
+        "doctor", help="check this machine for a class: servers, permissions, ports, disk, kernel, browser"
+    ).set_defaults(run=cmd_doctor)
     return top
 
 
