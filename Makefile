@@ -1,6 +1,7 @@
 # The workbench's entry points. Each creates the virtual environment on first use, so a fresh
 # machine needs only Python 3 (and PostgreSQL and RabbitMQ, which `cqrs-demo up` starts if they
 # are installed here but stopped).
+#   make doctor checks this machine for a class, and prints the fix for anything wrong
 #   make lab    JupyterLab on the notebooks (the URL with its token is printed)
 #   make test   every test, and every notebook under nbval, against the real servers
 #   make run    the stack alone, in the foreground, on ports 8080 and 8081
@@ -30,7 +31,11 @@ UV := $(LOCK_TOOL)/bin/uv
 LOCK_OPTIONS := --universal --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command 'make lock'
 
-.PHONY: install lab run test tour bench student clean lock lock-upgrade
+# JupyterLab refuses to start as root unless told to; containers and CI machines often run as root.
+LAB_AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+LAB_ARGS ?=
+
+.PHONY: install doctor lab run test tour bench student clean lock lock-upgrade
 
 # Rebuilt from scratch when the lock or pyproject.toml changes, so a package dropped from the
 # lock leaves the environment too. The project itself goes in last, with --no-deps: everything
@@ -49,8 +54,14 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 
 install: $(VENV)/.installed
 
+doctor: install
+	$(BIN)/cqrs-demo doctor
+
+# No browser is opened (there is none on a server); the URL with its token is printed instead.
 lab: install
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks
+	@echo "Starting JupyterLab; open the http://127.0.0.1:...?token=... URL it prints below."
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
+		--ServerApp.open_browser=False $(LAB_AS_ROOT) $(LAB_ARGS)
 
 run: install
 	$(BIN)/cqrs-demo up
