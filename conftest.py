@@ -1,11 +1,44 @@
 """Settings for the whole test session, notebooks included (their kernels inherit the environment)."""
 
+from __future__ import annotations
+
+import getpass
 import os
+import uuid
+from pathlib import Path
 
 from cqrs_demo.course.definition import REHEARSAL_VARIABLE
+
+STUDENT_VARIABLE = "CQRS_STUDENT"
+_session_student: str | None = None
 
 
 def pytest_configure(config):
     # Every exercise check that passes in a notebook run also proves that the exercise's
     # declared wrong answer fails against the same observation (see cqrs_demo.course.definition).
     os.environ.setdefault(REHEARSAL_VARIABLE, "1")
+    # Notebooks run as "the student" (`LabStack("nb01")` derives its namespace from the name), so
+    # a test session on a shared machine runs as a student of its own: two sessions, or a session
+    # and someone's JupyterLab, each running notebook 01 at once never share a namespace.
+    global _session_student
+    if not os.environ.get(STUDENT_VARIABLE):
+        _session_student = f"test {getpass.getuser()} {uuid.uuid4().hex[:6]}"
+        os.environ[STUDENT_VARIABLE] = _session_student
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the class stacks the session's notebooks left (every notebook leaves its data for a re-run)."""
+    tests = Path(__file__).parent / "tests"
+    ran_stacks = any(tests / "unit" not in Path(item.fspath).parents for item in getattr(session, "items", []))
+    if _session_student is None or not ran_stacks:
+        return
+    from cqrs_demo import config
+    from cqrs_demo.classroom.reset import reset
+
+    try:
+        report = reset(config.from_environment(), _session_student)
+    except Exception as exc:  # the servers may be what failed the session; say so, do not mask it
+        print(f"\nclass stacks of {_session_student!r} not removed: {exc!r}")
+        return
+    if report.skipped:
+        print(f"\nclass stacks of {_session_student!r} still running, not removed: {report.skipped}")

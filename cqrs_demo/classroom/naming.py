@@ -58,7 +58,7 @@ def student_prefix(student: str) -> str:
 
 
 def check_notebook(notebook: str) -> str:
-    if not NOTEBOOK_PATTERN.match(notebook):
+    if not NOTEBOOK_PATTERN.fullmatch(notebook):
         raise ValueError(
             f"a notebook's stack label is 1 to {NOTEBOOK_MAX} lower-case letters, digits or '_' "
             f"(like 'nb01' or 'nb06_naive'); got {notebook!r}"
@@ -93,7 +93,7 @@ class ClassNamespace:
 
 def parse(name: str) -> ClassNamespace | None:
     """The parts of a class namespace; None for any other name (a test's, the default stack's)."""
-    found = _NAMESPACE.match(name)
+    found = _NAMESPACE.fullmatch(name)
     if not found:
         return None
     return ClassNamespace(name, found["slug"], found["hash"], found["notebook"])

@@ -8,9 +8,10 @@ executed notebook and the stack's logs beside it.
 
 The repository's notebook is never opened: the test copies it, without its outputs, into a
 temporary directory that is JupyterLab's root, so the stack's run directory lands there too.
-The notebook's stack still uses its namespace, nb01, on the machine's PostgreSQL and RabbitMQ, as
-nbval's run of the notebook does: a run of notebook 01 elsewhere against the same servers at the
-same time (a second `make test`, a student's JupyterLab) mixes the two runs' data.
+The kernel inherits the session's student (the root conftest gives each session one of its own),
+so the notebook's stack runs in that student's namespace for nb01: a run of notebook 01 elsewhere
+against the same servers at the same time (a second `make test`, a student's JupyterLab) is
+another student's, and never meets this one.
 """
 
 from __future__ import annotations
