@@ -52,12 +52,13 @@ class Settings(BaseSettings):
         None, description="MongoDB", json_schema_extra={"shown_default": "unset: the local stand-in"})
     namespace: str = Field(
         "cqrs", pattern=NAMESPACE_PATTERN,
-        description="prefixes the PostgreSQL schema, exchanges, queues and the Mongo database")
+        description="prefixes the PostgreSQL schema, exchanges, queues and the Mongo database of `cqrs-demo up`'s "
+                    "stack (a notebook's stack derives its own from the student and the notebook)")
     student: str = Field(
         default_factory=_login_name, min_length=1,
         # JupyterHub sets JUPYTERHUB_USER in every single-user server it spawns.
         validation_alias=AliasChoices(f"{PREFIX}STUDENT", "JUPYTERHUB_USER"),
-        description="who is using the workbench",
+        description="who is using the workbench; each notebook's namespace is derived from it",
         json_schema_extra={"shown_default": "`$JUPYTERHUB_USER` (JupyterHub sets it), else the login name"})
     host: str = Field("127.0.0.1", description="where the HTTP services bind")
     command_port: int = Field(8080, ge=1, le=65535, description="the command service's HTTP port")
