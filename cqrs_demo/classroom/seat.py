@@ -13,15 +13,20 @@ the same process is stopped, as that cell did before leases existed.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import weakref
+
+import sqlalchemy as sa
 
 from cqrs_demo.classroom import naming
 from cqrs_demo.classroom.lease import NamespaceLease, NotebookAlreadyRunning, already_running_message
 from cqrs_demo.classroom.registry import StackRegistry
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import write_engine
+
+log = logging.getLogger(__name__)
 
 # The stacks this process runs, by namespace: a re-run cell replaces its own earlier stack.
 _seated_here: "weakref.WeakValueDictionary[str, object]" = weakref.WeakValueDictionary()
@@ -66,11 +71,19 @@ class Seat:
 
     def running(self, mongo_url: str | None) -> None:
         if self.registry:
-            self.registry.update(self.namespace, mongo_url=mongo_url)
+            self._note(self.registry.update, mongo_url=mongo_url)
 
     def measured(self, measurement: dict) -> None:
         if self.registry and self.lease.held:
-            self.registry.measured(self.namespace, measurement)
+            self._note(self.registry.measured, measurement)
+
+    def _note(self, write, *args, **kwargs) -> None:
+        # The registry is the instructor's record: a student's run must not fail because one
+        # of its updates could not be written (the row then says less; the stack is unharmed).
+        try:
+            write(self.namespace, *args, **kwargs)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("the class registry was not updated for %s: %s", self.namespace, exc)
 
     def leave(self, counters: dict | None) -> None:
         """Close the registry row (with the last counters) and release the namespace."""
@@ -78,7 +91,7 @@ class Seat:
             return
         try:
             if self.registry:
-                self.registry.stopped(self.namespace, counters)
+                self._note(self.registry.stopped, counters)
         finally:
             if _seated_here.get(self.namespace) is self.owner:
                 del _seated_here[self.namespace]

@@ -176,6 +176,25 @@ def cmd_bench(settings: Settings, args) -> int:
     return 0
 
 
+def _servers_unreachable(command):
+    """A class command needs every server: when one does not answer, say so and where to look."""
+    def run(settings: Settings, args) -> int:
+        import pika.exceptions
+        import pymongo.errors
+        import sqlalchemy as sa
+
+        try:
+            return command(settings, args)
+        except (sa.exc.OperationalError, pika.exceptions.AMQPConnectionError, pymongo.errors.ConnectionFailure,
+                OSError) as exc:
+            said = (str(exc).splitlines() or [""])[0]
+            print(f"cqrs-demo class: a server does not answer ({type(exc).__name__}{': ' + said if said else ''}); "
+                  "`cqrs-demo doctor` says which, and how to fix it", file=sys.stderr)
+            return 1
+    return run
+
+
+@_servers_unreachable
 def cmd_class_status(settings: Settings, args) -> int:
     from cqrs_demo.classroom.census import class_status, stack_lines
 
@@ -190,6 +209,7 @@ def cmd_class_status(settings: Settings, args) -> int:
     return 0
 
 
+@_servers_unreachable
 def cmd_class_reset(settings: Settings, args) -> int:
     from cqrs_demo.classroom.reset import reset
 

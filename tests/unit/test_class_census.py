@@ -90,3 +90,17 @@ def test_the_second_kernel_is_told_where_the_first_runs_and_what_to_do():
     for expected in ("'nb01'", "'Ana B'", "pid 4242", "hub-3", "2025-03-01 09:30:00 UTC", "stack.stop()",
                      "Shut Down Kernel"):
         assert expected in message
+
+
+def test_a_class_command_says_which_way_to_look_when_a_server_is_down(monkeypatch, capsys):
+    import pika.exceptions
+
+    from cqrs_demo.runtime import cli
+
+    def unreachable(*args, **kwargs):
+        raise pika.exceptions.AMQPConnectionError()
+
+    monkeypatch.setattr(census, "class_status", unreachable)
+    assert cli.main(["class", "status"]) == 1
+    said = capsys.readouterr().err
+    assert "a server does not answer (AMQPConnectionError)" in said and "cqrs-demo doctor" in said
