@@ -104,3 +104,25 @@ def test_a_class_command_says_which_way_to_look_when_a_server_is_down(monkeypatc
     assert cli.main(["class", "status"]) == 1
     said = capsys.readouterr().err
     assert "a server does not answer (AMQPConnectionError)" in said and "cqrs-demo doctor" in said
+
+
+def test_exercises_passed_counts_each_students_passed_exercises_from_the_progress_record(monkeypatch):
+    import sys
+    import types
+
+    import pandas as pd
+
+    record = types.ModuleType("cqrs_demo.course.record")
+    record.class_progress = lambda engine, schema: pd.DataFrame({
+        "student": ["ada", "ada", "ada", "bob"], "exercise": ["01.1", "01.2", "02.1", "01.1"],
+        "passed_at": [NOW, None, NOW, None],
+    })
+    monkeypatch.setitem(sys.modules, "cqrs_demo.course.record", record)
+    assert census.exercises_passed(engine=None) == {"ada": 2}
+
+
+def test_exercises_passed_is_none_while_the_course_has_no_progress_record(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cqrs_demo.course.record", None)  # importing it fails
+    assert census.exercises_passed(engine=None) is None
