@@ -43,7 +43,7 @@ def _visible_ms(stack: LabStack, client: WorkbenchClient, product_id: int, quant
 
 def first_command_after_idle(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
     heartbeat, idle = (2, 10) if quick else (30, 150)
-    stacks = {mode: LabStack(f"bench_idle_{mode}", delivery=mode, amqp_heartbeat_seconds=heartbeat).start()
+    stacks = {mode: LabStack(namespace=f"bench_idle_{mode}", delivery=mode, amqp_heartbeat_seconds=heartbeat).start()
               for mode in ("outbox", "naive")}
     results: dict = {}
     try:

@@ -6,7 +6,7 @@ Read from the stack itself, so they mean the same on any machine:
   predecessor and were retried), `reapplied` and `overwrote_newer` (what happens with the version
   check switched off), `dead_lettered` and `parked` (poison messages and the events held behind them);
 - `held`: products held because one of their events is in the dead-letter queue;
-- `committed`: events the write side committed (its outbox in PostgreSQL), and `not_applied`:
+- `committed`: events the write side committed (its outbox and event log in PostgreSQL), and `not_applied`:
   committed events the projector has not applied: lost (naive delivery), in flight, or poison.
 
 The exact per-event anomaly counts (lost, applied twice, out of order) need the projection audit;
@@ -18,6 +18,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from cqrs_demo.read import poison, projection
+from cqrs_demo.write import event_log
 
 STATUS_COUNTERS = ("applied", "duplicates", "gaps", "reapplied", "overwrote_newer", "dead_lettered", "parked")
 SHOWN = ("committed", "not_applied", "duplicates", "gaps", "reapplied", "overwrote_newer", "dead_lettered", "held")
@@ -32,11 +33,13 @@ def from_read_model(db) -> dict[str, int]:
 
 
 def committed_events(engine, schema: str) -> int | None:
-    """How many events the namespace's write side committed; None when it has no outbox (yet, or any more)."""
+    """How many events the namespace's write side committed (its outbox and its event log);
+    None when it has no such tables (not yet, or not any more)."""
     with engine.connect() as conn:
-        if not sa.inspect(conn).has_table("outbox", schema=schema):
+        tables = sa.inspect(conn)
+        if not all(tables.has_table(name, schema=schema) for name in ("outbox", "event_log")):
             return None
-        return conn.scalar(sa.text(f'SELECT count(*) FROM "{schema}".outbox'))
+    return event_log.count_events(engine.execution_options(schema_translate_map={None: schema}))
 
 
 def with_committed(counts: dict[str, int], committed: int | None) -> dict[str, int]:
