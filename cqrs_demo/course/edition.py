@@ -69,16 +69,24 @@ def student_notebook(notebook: NotebookNode, stub: str = STUB) -> NotebookNode:
     return notebook
 
 
+def instructor_only(notebook: NotebookNode) -> bool:
+    """A notebook for the instructor alone (the class's view, `00_instructor`), marked in its
+    metadata as `"cqrs": {"instructor_only": true}`: the student's edition leaves it out."""
+    return bool(notebook.metadata.get("cqrs", {}).get("instructor_only"))
+
+
 def answer_cells(notebook: NotebookNode) -> list[NotebookNode]:
     return [cell for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("solution")]
 
 
 def build(source: Path, target: Path, stub: str = STUB) -> list[Written]:
-    """Write the student's edition of every notebook in `source` into `target`."""
+    """Write the student's edition of every notebook in `source` (but the instructor's own) into `target`."""
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for path in sorted(Path(source).glob("*.ipynb")):
         instructor = nbformat.read(path, as_version=4)
+        if instructor_only(instructor):
+            continue
         try:
             student = student_notebook(instructor, stub)
         except EditionError as exc:

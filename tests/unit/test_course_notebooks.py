@@ -14,7 +14,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from cqrs_demo.course import all_exercises
-from cqrs_demo.course.edition import EditionError, build, student_notebook
+from cqrs_demo.course.edition import EditionError, build, instructor_only, student_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 GRADE_ID = re.compile(r"^ex(\d\d)_(\d+)_(answer|check)$")
@@ -97,9 +97,10 @@ def test_solution_markers_outside_a_solution_cell_stop_the_build(tmp_path):
         build(tmp_path, tmp_path / "student")
 
 
-def test_build_writes_every_notebook(tmp_path):
+def test_build_writes_every_notebook_but_the_instructors(tmp_path):
     written = build(NOTEBOOKS, tmp_path)
-    assert sorted(w.path.name for w in written) == [path.name for path in PATHS]
+    assert sorted(w.path.name for w in written) == [path.name for path in PATHS if path.name != "00_instructor.ipynb"]
+    assert instructor_only(nbformat.read(NOTEBOOKS / "00_instructor.ipynb", as_version=4))
     assert sum(w.exercises for w in written) == len(all_exercises())
 
 
