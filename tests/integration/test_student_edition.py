@@ -26,10 +26,12 @@ from nbclient.exceptions import CellExecutionError
 from nbgrader.preprocessors import ClearSolutions
 
 from cqrs_demo import config
+from cqrs_demo.classroom.reset import reset
 from cqrs_demo.course import all_exercises, exercise
 from cqrs_demo.course.catalog import of_notebook
 from cqrs_demo.course.edition import build
 from cqrs_demo.course.record import progress_table
+from cqrs_demo.polling import wait_until
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 WITH_EXERCISES = sorted({declared.notebook for declared in all_exercises().values()})
@@ -44,10 +46,14 @@ def edition(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def student(monkeypatch):
-    """A student of this test alone (the kernels inherit it); their progress rows go afterwards."""
+    """A student of this test alone (the kernels inherit it); their progress rows and the stacks
+    their notebooks left (a notebook stopped at a check never reaches `stack.stop()`) go afterwards."""
     name = f"test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("CQRS_STUDENT", name)
     yield name
+    # Its kernels are shut down; their stacks' processes die with them, within moments.
+    wait_until(lambda: not reset(config.from_environment(), name).skipped, timeout=60, interval=1,
+               what=f"the stacks of {name}'s notebooks to stop and be removed")
     engine = sa.create_engine(config.from_environment().database_url)
     try:
         with engine.begin() as conn:
