@@ -16,9 +16,10 @@ def _exchange_output() -> w.Output:
 
 
 def _show(output: w.Output, exchange: Exchange) -> None:
-    output.clear_output()
-    with output:
-        print(exchange)
+    # Set as the widget's output rather than printed inside `with output:`: that capture sends the
+    # cell's own output through the widget, and a headless executor (nbclient: `make tour`, the
+    # student's-edition test) then waited for the cell's reply until its timeout.
+    output.outputs = ({"output_type": "stream", "name": "stdout", "text": f"{exchange}\n"},)
 
 
 class ProductForm(w.VBox):
