@@ -55,7 +55,7 @@ def check_next_batch(next_batch: Callable[[Any, int], Any], stack) -> Verdict:
         if problem:
             return Verdict(False, f"round {number} ({relay_round.before}): {problem}",
                            f"a relay publishes {relay_round.expected}", hint=hint, rows=tuple(rows))
-    return Verdict(True, f"every round published exactly the committed rows not yet published, in order",
+    return Verdict(True, "every round published exactly the committed rows not yet published, in order",
                    f"the same; no event lost, none published twice ({_summary(ran)})", rows=tuple(rows))
 
 

@@ -65,13 +65,20 @@ def check_price_band_view(apply_to_price_bands: Callable[[Any, Any], Any], stack
     view = stack.read_db[VIEW]
     view.drop()
     client = WorkbenchClient.for_stack(stack)
+    rows: list[Row] = []
     with EventTap(stack) as tap:
         scratch, positions = _live_commands(client)
-        events = tap.take(positions)
-    rows: list[Row] = []
+        try:
+            verdict = _fed_live(apply_to_price_bands, view, tap.take(positions), scratch, rows)
+        finally:
+            _remove(client, scratch)
+    return verdict or _rebuilt(apply_to_price_bands, stack, view, rows)
+
+
+def _fed_live(apply_to_price_bands, view, events, scratch: dict[int, ScratchProduct], rows: list[Row]):
+    """The verdict on the live phase if it failed, else None."""
     failed = _feed(apply_to_price_bands, view, events, "live", rows)
     if failed:
-        _remove(client, scratch)
         return failed
     for product_id, product in scratch.items():
         document = view.find_one({"_id": product_id})
@@ -79,12 +86,10 @@ def check_price_band_view(apply_to_price_bands: Callable[[Any, Any], Any], stack
         rows.append(Row(f"live: {product.name}, {product.story}", _band_shown(got), _band_shown(product.band),
                         got == product.band))
         if got != product.band:
-            _remove(client, scratch)
             return Verdict(False, f"after the live events, {product.name} ({product.story}) is "
                                   f"{_band_shown(got)} in your view", f"{_band_shown(product.band)}",
                            hint=_DELETED_HINT if product.band is None else _BAND_HINT, rows=tuple(rows))
-    _remove(client, scratch)
-    return _rebuilt(apply_to_price_bands, stack, view, rows)
+    return None
 
 
 def _live_commands(client) -> tuple[dict[int, ScratchProduct], list[int]]:
