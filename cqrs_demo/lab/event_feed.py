@@ -1,12 +1,13 @@
-"""Events for a read view of one's own: live from RabbitMQ, or all of them from the outbox.
+"""Events for a read view of one's own: live from RabbitMQ, or all of them from the event log.
 
 A new read view has two ways to get its events, and needs both:
 - `EventTap`: a private queue bound to the stack's exchange, so the view receives every event
   published from now on, as the projector's queue does. It is exclusive and auto-delete: it
   belongs to this connection and goes away with it, which suits a look that lasts one cell.
-- `event_log(stack)`: every event ever committed, oldest first, from the outbox, which keeps them
-  all. That is how a view that starts today learns about products created last year: it is
-  rebuilt from the log, as `cqrs-demo rebuild` rebuilds the read model.
+- `event_log(stack)`: every event ever committed, oldest first: those still in the outbox and
+  those moved to the archive (`write.event_log`), as one log. That is how a view that starts
+  today learns about products created last year: it is rebuilt from the log, as `cqrs-demo
+  rebuild` rebuilds the read model.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from cqrs_demo.connections import amqp_connection
 from cqrs_demo.messaging import topology
 from cqrs_demo.messaging.events import Event
 from cqrs_demo.polling import WaitTimeout
-from cqrs_demo.read.rebuild import event_log as outbox_event_log
+from cqrs_demo.write.event_log import event_log as committed_events
 
 
 def event_log(stack) -> Iterator[Event]:
     """Every committed event of the stack, in position order."""
-    return outbox_event_log(stack.engine)
+    return committed_events(stack.engine)
 
 
 class EventTap:

@@ -2,7 +2,7 @@
 
 04.1 (predict): how many events placing a two-line order appends to the outbox.
 04.2 (modify): a new read view, products per price band, kept up to date from live events and
-then rebuilt from the outbox, each time compared with the write model.
+then rebuilt from the event log, each time compared with the write model.
 """
 
 from __future__ import annotations
@@ -54,12 +54,12 @@ class ScratchProduct:
 
 
 def check_price_band_view(apply_to_price_bands: Callable[[Any, Any], Any], stack) -> Verdict:
-    """Feed the student's function live events, then rebuild the view from the outbox; compare both times.
+    """Feed the student's function live events, then rebuild the view from the event log; compare both times.
 
     Live: a private queue receives the events of six commands the check sends (a price moved across
     a band, a quantity change, a product deleted, a price on a boundary); the view must then hold
     exactly the surviving products, each in its band. Rebuilt: the view is dropped and every event
-    in the outbox is replayed through the same function; the view must then agree with the write
+    ever committed (`cqrs_demo.write.event_log`) is replayed through the same function; the view must then agree with the write
     model's every row.
     """
     view = stack.read_db[VIEW]
@@ -118,17 +118,17 @@ def _rebuilt(apply_to_price_bands, stack, view, rows: list[Row]) -> Verdict:
     expected = {int(row.id): price_band(row.price) for row in stack.sql("SELECT id, price FROM products").itertuples()}
     found = {document["_id"]: document.get("band") for document in view.find({})}
     wrong = sorted(pid for pid in set(expected) | set(found) if expected.get(pid) != found.get(pid))
-    item = f"rebuilt from the outbox: {len(replayed)} events, {len(expected)} products"
+    item = f"rebuilt from the event log: {len(replayed)} events, {len(expected)} products"
     if wrong:
         pid = wrong[0]
         rows.append(Row(item, f"product {pid}: {_band_shown(found.get(pid))}",
                         f"product {pid}: {_band_shown(expected.get(pid))}", False))
-        return Verdict(False, f"rebuilt from the outbox's {len(replayed)} events, your view has product {pid} "
+        return Verdict(False, f"rebuilt from the event log's {len(replayed)} events, your view has product {pid} "
                               f"{_band_shown(found.get(pid))} ({len(wrong)} product(s) differ)",
                        f"{_band_shown(expected.get(pid))}, as its row in PostgreSQL says",
                        hint=_DELETED_HINT if pid not in expected else _BAND_HINT, rows=tuple(rows))
     rows.append(Row(item, "every product in its band", "every product in its band", True))
-    return Verdict(True, "a view that follows live events and is rebuilt from the outbox",
+    return Verdict(True, "a view that follows live events and is rebuilt from the event log",
                    f"the same bands as the {len(expected)} rows of the write model, live and rebuilt", rows=tuple(rows))
 
 
@@ -182,10 +182,10 @@ PRICE_BAND_VIEW = Exercise(
     id="04.2",
     kind=Kind.MODIFY,
     notebook=NOTEBOOK,
-    title="A read view of your own, rebuilt from the outbox",
+    title="A read view of your own, rebuilt from the event log",
     goal="Write apply_to_price_bands(view, event) so that `view` holds one document per existing product, "
          "{\"_id\": its id, \"band\": price_band(its price)}. The check feeds it live events, then rebuilds the "
-         "view from every event in the outbox, and compares it with the write model each time.",
+         "view from every event ever committed, and compares it with the write model each time.",
     checker=check_price_band_view,
     hints=(
         "Only three event types change a band: `product.created` and `product.updated` (their payload holds the "
@@ -195,6 +195,6 @@ PRICE_BAND_VIEW = Exercise(
     ),
     wrong_answer=_ignores_deletes,
     why="The events carry everything a view needs, so a view that did not exist yesterday can be built today by "
-        "replaying the outbox from the first event, and then kept current from the live stream. The write side "
+        "replaying the event log from the first event, and then kept current from the live stream. The write side "
         "never had to know this view would exist.",
 )
