@@ -76,7 +76,11 @@ class Settings(BaseSettings):
         "manual", description="`manual`: the projector acks after the write; `auto`: on delivery")
     projector_dedup: bool = Field(True, description="the projector's version check (a guarantee toggle)")
     projection_audit: bool = Field(False, description="log every application, for the anomaly counters")
-    poison_attempts: int = Field(3, ge=1, description="failed tries before an event is dead-lettered")
+    poison_attempts: int = Field(
+        3, ge=1, description="tries before an event is dead-lettered, counted across every projector")
+    product_event_version: int = Field(
+        1, ge=1, le=2,
+        description="schema version of the `product.created`/`updated` events written; 2 splits price into amount and currency")
     # Links that survive idleness and failures.
     amqp_heartbeat_seconds: int = Field(
         30, ge=1, le=600,

@@ -8,6 +8,9 @@ as a power cut would: no cleanup, no goodbye. Unarmed, a failpoint costs one `st
 - `projector.before_ack`: MongoDB has the change, RabbitMQ has not been acknowledged.
 - `outbox.prune_before_commit`: a chunk of rows is deleted from the outbox and inserted into
   the event log, and the transaction is not yet committed.
+- `projector.applying`: armed with an event id (`arm(..., event_id=...)`), it kills the projector
+  each time it is about to apply that event, and stays armed until `disarm`: a message that
+  kills whoever applies it, as a payload that crashes a library would.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from cqrs_demo.config import Settings
 RELAY_BEFORE_MARK = "relay.before_mark"
 PROJECTOR_BEFORE_ACK = "projector.before_ack"
 PRUNE_BEFORE_COMMIT = "outbox.prune_before_commit"
-NAMES = (RELAY_BEFORE_MARK, PROJECTOR_BEFORE_ACK, PRUNE_BEFORE_COMMIT)
+PROJECTOR_APPLYING = "projector.applying"
+NAMES = (RELAY_BEFORE_MARK, PROJECTOR_BEFORE_ACK, PRUNE_BEFORE_COMMIT, PROJECTOR_APPLYING)
 
 
 def path(settings: Settings, name: str) -> Path:
@@ -30,10 +34,14 @@ def path(settings: Settings, name: str) -> Path:
     return settings.stack_dir / "failpoints" / name
 
 
-def arm(settings: Settings, name: str) -> None:
+def arm(settings: Settings, name: str, event_id: str | None = None) -> None:
     target = path(settings, name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.touch()
+    target.write_text(event_id or "")
+
+
+def disarm(settings: Settings, name: str) -> None:
+    path(settings, name).unlink(missing_ok=True)
 
 
 def trip(settings: Settings, name: str) -> None:
@@ -42,3 +50,15 @@ def trip(settings: Settings, name: str) -> None:
     if target.exists():
         target.unlink(missing_ok=True)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def trip_applying(settings: Settings, event_ids) -> None:
+    """Die here if `projector.applying` is armed with one of these event ids; it stays armed."""
+    target = settings.stack_dir / "failpoints" / PROJECTOR_APPLYING
+    if target.exists():
+        try:
+            armed = target.read_text().strip()
+        except OSError:
+            return
+        if armed and armed in event_ids:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -100,6 +100,16 @@ def pipeline(settings):
 
 
 @pytest.fixture
+def broker(settings):
+    """The namespace's exchange and dead-letter queue, as a test publishes to and reads them."""
+    from support import Broker
+
+    b = Broker(settings)
+    yield b
+    b.close()
+
+
+@pytest.fixture
 def read_db(settings):
     from cqrs_demo.connections import mongo_client
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from cqrs_demo import failpoints
 from cqrs_demo.connections import amqp_connection
+from cqrs_demo.messaging import headers as message_headers
 from cqrs_demo.polling import wait_until
 from cqrs_demo.read.projector import REPLAY_HEADER
 from cqrs_demo.write.event_log import committed_events
@@ -56,20 +57,27 @@ def restart_mongo(stack) -> None:
 
 
 def _events(stack, column: str, values) -> list:
-    """Committed events whose `column` is one of `values`, wherever they are kept (outbox or event log)."""
+    """(event, headers) of the committed events whose `column` is one of `values`, wherever they
+    are kept (outbox or event log): the headers the relay gave their messages."""
     events = committed_events()
     with stack.engine.connect() as conn:
-        return [event_from_row(row) for row in
-                conn.execute(sa.select(events).where(events.c[column].in_(list(values))).order_by(events.c.position))]
+        rows = conn.execute(sa.select(events).where(events.c[column].in_(list(values))).order_by(events.c.position)).all()
+    return [(event_from_row(row), message_headers.for_event(event_from_row(row), sequence=row.sequence,
+                                                            published_through=row.published_through))
+            for row in rows]
 
 
 def publish(stack, events, headers: dict | None = None) -> int:
-    """Publish events straight to the stack's exchange (as the relay would), bypassing the outbox."""
+    """Publish events straight to the stack's exchange (as the relay would), bypassing the outbox.
+
+    `events` are events, or (event, headers) pairs; `headers` are added to every message's own.
+    """
     connection = amqp_connection(stack.observer_settings)
     try:
         channel = connection.channel()
         channel.confirm_delivery()
-        for event in events:
+        for item in events:
+            event, own = item if isinstance(item, tuple) else (item, message_headers.for_event(item))
             channel.basic_publish(
                 stack.settings.exchange,
                 event.routing_key,
@@ -78,7 +86,7 @@ def publish(stack, events, headers: dict | None = None) -> int:
                     content_type="application/json",
                     delivery_mode=pika.DeliveryMode.Persistent,
                     message_id=event.event_id,
-                    headers=headers or {},
+                    headers={**own, **(headers or {})},
                 ),
             )
     finally:
@@ -144,9 +152,14 @@ def dead_letters(stack) -> pd.DataFrame:
                 event = json.loads(body)
             except ValueError:
                 event = {}
+            if not isinstance(event, dict):
+                event = {}
+            stream = message_headers.stream_of(properties.headers)  # still there when the body is not
             rows.append(
-                {"message_id": properties.message_id, "type": event.get("type"), "aggregate_id": event.get("aggregate_id"),
-                 "version": event.get("aggregate_version"), "reason": death.get("reason"), "body": body.decode(errors="replace")[:200]}
+                {"message_id": properties.message_id, "type": event.get("type"),
+                 "aggregate_id": event.get("aggregate_id", stream and stream.aggregate_id),
+                 "version": event.get("aggregate_version", stream and stream.aggregate_version),
+                 "reason": death.get("reason"), "body": body.decode(errors="replace")[:200]}
             )
         for tag in tags:
             channel.basic_nack(tag, requeue=True)

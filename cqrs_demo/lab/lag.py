@@ -5,6 +5,10 @@ Sampled every `interval` seconds, from the real stores:
 - queue depth: published events waiting in the projector queue (RabbitMQ);
 - events behind: events committed minus events the projector has applied (PostgreSQL vs the
   projector's status record);
+- watermark: the outbox position up to which every event is applied (`/api/projection`), and
+  past watermark: committed events above it, the ones not yet known to be applied;
+- oldest unpublished age: how long the oldest event not yet published has waited, as the relay
+  reported it (what to alert on when the relay is stuck);
 - last lag: commit-to-applied time of the latest event the projector applied.
 """
 
@@ -28,9 +32,12 @@ def sample(stack) -> dict:
     # after the outbox was counted, and "events behind" would dip below zero.
     status = queries.projection_status(stack.read_db)
     with stack.engine.connect() as conn:
-        committed, unpublished = conn.execute(sa.select(  # one statement: one snapshot of both
-            sa.select(sa.func.count()).select_from(committed_events()).scalar_subquery(),
+        events = committed_events()
+        committed, unpublished, past_watermark = conn.execute(sa.select(  # one statement: one snapshot
+            sa.select(sa.func.count()).select_from(events).scalar_subquery(),
             sa.select(sa.func.count()).where(outbox.c.published_at.is_(None)).scalar_subquery(),
+            sa.select(sa.func.count()).select_from(events).where(events.c.position > status["watermark"])
+            .scalar_subquery(),
         )).one()
     counts = projector_queue_counts(stack.observer_settings)
     return {
@@ -38,6 +45,9 @@ def sample(stack) -> dict:
         "outbox_backlog": unpublished,
         "queue_depth": counts[0] if counts else None,
         "events_behind": committed - status["applied"],
+        "watermark": status["watermark"],
+        "past_watermark": past_watermark,
+        "oldest_unpublished_age_s": status["oldest_unpublished_age_s"],
         "last_lag_ms": status["last_lag_ms"],
     }
 

@@ -6,6 +6,13 @@ side parses it back with `Event.from_json`. Neither side imports the other's mod
 module is all they share.
 
 Money travels as a decimal string ("120.00"), never as a binary float.
+
+Each event names the `schema_version` of its payload. Version 1 is the original contract. Version
+2 of `product.created` and `product.updated` carries the price as an amount and a currency,
+`{"amount": "120.00", "currency": "EUR"}`, where version 1 had the bare amount in the shop's one
+currency. The write side emits version 2 when told to (`CQRS_PRODUCT_EVENT_VERSION`); the read
+side turns older versions into the newest it knows (`cqrs_demo.read.upcasting`) and holds back
+any version newer than that until a projector that knows it arrives.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the version an event without the field is read as
+CURRENCY = "EUR"  # the shop's one currency, implied by version 1's bare amounts
 
 PRODUCT_CREATED = "product.created"
 PRODUCT_UPDATED = "product.updated"
@@ -85,14 +93,16 @@ class Event:
             value = data.get(name)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise MalformedEvent(f"field {name!r} missing or not {kind.__name__}")
-        if data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-            raise MalformedEvent(f"unsupported schema_version {data.get('schema_version')!r}")
+        schema_version = data.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(schema_version, int) or isinstance(schema_version, bool) or schema_version < 1:
+            # Whether this reader understands the version is the reader's question, not the parser's.
+            raise MalformedEvent(f"schema_version must be a positive integer, got {schema_version!r}")
         if data["type"] not in KNOWN_TYPES:
             raise MalformedEvent(f"unknown event type {data['type']!r}")
         if data["aggregate_version"] < 1:
             raise MalformedEvent("aggregate_version must be >= 1")
         _check_commit_time(data["committed_at"])
-        return cls(**{name: data[name] for name in checks})
+        return cls(**{name: data[name] for name in checks}, schema_version=schema_version)
 
 
 def _check_commit_time(value: str) -> None:
@@ -104,3 +114,8 @@ def _check_commit_time(value: str) -> None:
         raise MalformedEvent(f"field 'committed_at' is not an ISO 8601 date-time: {value[:40]!r}") from None
     if committed_at.utcoffset() is None:
         raise MalformedEvent(f"field 'committed_at' has no UTC offset: {value[:40]!r}")
+
+
+def price_v2(amount: str) -> dict[str, str]:
+    """The price as version 2 of the product events carries it."""
+    return {"amount": amount, "currency": CURRENCY}

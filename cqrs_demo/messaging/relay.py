@@ -20,6 +20,10 @@ Guarantees, and what each one survives:
 - Retention: with `relay_prunes_outbox`, the active relay also moves published rows older than
   `outbox_retention_hours` to the event log (see `write.retention`), a chunk at a time when it
   has nothing to publish, so the outbox it scans stays small.
+- Each message names its event's stream in its headers (`messaging.headers`), and carries its
+  publication number and published-through mark, from which the read side computes a true
+  watermark (`messaging.publication`). What the relay sees of the outbox backlog is reported to
+  the read side's status record (`relay_status`).
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ from sqlalchemy.engine import Connection, Engine
 from cqrs_demo import failpoints
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_connection, keep_alive, relay_link_arguments, write_engine
-from cqrs_demo.messaging import topology
+from cqrs_demo.messaging import headers, publication, topology
 from cqrs_demo.messaging.backoff import Backoff
 from cqrs_demo.messaging.lease import LeaderLease
+from cqrs_demo.messaging.relay_status import RelayStatus
 from cqrs_demo.startup import POSTGRESQL_DOWN, wait_for
 from cqrs_demo.write import retention
 from cqrs_demo.write.outbox import event_from_row
@@ -87,16 +92,27 @@ class OutboxRelay:
         self.is_leader = False
         self._lease: LeaderLease | None = None
         self._next_prune = 0.0  # monotonic time; a relay that becomes active prunes first thing
+        self.horizon = publication.Horizon(settings)
+        self.status = RelayStatus(settings)
+        self._republish_numbered = True
 
     def run(self, stop: threading.Event) -> None:
         """Relay until `stop` is set, reconnecting with back-off after any connection failure."""
         if not wait_for("PostgreSQL", lambda: create_schema(self.settings, self.engine), POSTGRESQL_DOWN, stop):
             return
+        self.status.start(stop)
+        try:
+            self._run(stop)
+        finally:
+            self.status.join()
+
+    def _run(self, stop: threading.Event) -> None:
         backoff = Backoff()
         while not stop.is_set():
             try:
                 with self._leadership(stop) as conn, self._channel() as channel:
                     backoff.reset()
+                    self._republish_numbered = True  # what a relay before us numbered and did not mark
                     self._relay(conn, channel, stop)
             except NotLeader:
                 stop.wait(self.settings.relay_poll_seconds)
@@ -117,12 +133,14 @@ class OutboxRelay:
 
     def publish_pending(self, conn: Connection, channel) -> int:
         """Publish one batch of unpublished rows, oldest first; return how many were published."""
-        rows = conn.execute(
-            sa.select(outbox)
-            .where(outbox.c.published_at.is_(None))
-            .order_by(outbox.c.position)
-            .limit(self.batch_size)
-        ).all()
+        state = self.horizon.look(conn)
+        self.status.saw(state.oldest_unpublished, state.settled)
+        rows = []
+        if self._republish_numbered:
+            rows = publication.numbered_unpublished(conn, self.settings, self.batch_size)
+            self._republish_numbered = bool(rows)
+        if not rows:
+            rows = publication.number_batch(conn, self.settings, state.settled, self.batch_size)
         if not rows:
             return 0
         for row in rows:
@@ -163,7 +181,8 @@ class OutboxRelay:
                 message_id=event.event_id,
                 type=event.type,
                 timestamp=int(now.timestamp()),
-                headers={"position": event.position, "published_at": now.isoformat()},
+                headers=headers.for_event(event, sequence=row.sequence, published_through=row.published_through,
+                                          published_at=now.isoformat()),
             ),
             mandatory=True,
         )

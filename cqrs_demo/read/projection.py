@@ -19,6 +19,7 @@ from typing import Any
 from cqrs_demo.messaging import events, product
 from cqrs_demo.messaging.events import Event, MalformedEvent
 from cqrs_demo.messaging.product import cents
+from cqrs_demo.read import upcasting
 from cqrs_demo.read.versioned import Outcome, apply_unchecked, apply_versioned
 
 PRODUCTS = "products"
@@ -52,7 +53,12 @@ def project(db, event: Event, trace: dict[str, Any] | None = None, dedup: bool =
 
 
 def changes(event: Event, trace: dict[str, Any] | None = None, unchecked: bool = False) -> list[Change]:
-    """The writes an event makes, in the order they must be made; MalformedEvent if it cannot."""
+    """The writes an event makes, in the order they must be made; MalformedEvent if it cannot.
+
+    The event is first upcast to the newest schema version (`upcasting`), the only one the code
+    below reads; a version newer than that raises `UnknownSchemaVersion`, a `MalformedEvent`.
+    """
+    event = upcasting.upcast(event)
     meta = _meta(event, trace or {})
     try:
         if event.aggregate_type == "product":
@@ -61,7 +67,7 @@ def changes(event: Event, trace: dict[str, Any] | None = None, unchecked: bool =
             fields = {**_order_fields(event), **meta, "id": event.aggregate_id}
             return [Change(ORDERS, event.aggregate_id, event.aggregate_version, fields)]
     except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
-        raise MalformedEvent(f"payload of {event.type} does not fit the contract: {exc!r}") from None
+        raise MalformedEvent(f"payload of {event.type} v{event.schema_version} does not fit the contract: {exc!r}") from None
     raise MalformedEvent(f"unknown aggregate type {event.aggregate_type!r}")
 
 
@@ -77,7 +83,10 @@ def _meta(event: Event, trace: dict[str, Any]) -> dict[str, Any]:
 
 
 def _product_fields(payload: dict[str, Any]) -> dict[str, Any]:
-    return {**product.stored(payload), "deleted": False}
+    price = payload["price"]  # v2: {"amount": "12.50", "currency": "EUR"}
+    if price["currency"] != events.CURRENCY:
+        raise ValueError(f"price in {price['currency']!r}; the read model holds {events.CURRENCY} only")
+    return {**product.stored({**payload, "price": price["amount"]}), "deleted": False}
 
 
 def _product_changes(event: Event, meta: dict[str, Any], unchecked: bool) -> list[Change]:
@@ -143,6 +152,11 @@ COUNTERS = {
 }
 
 
+def read_collection(aggregate_type: str) -> str | None:
+    """The collection whose documents carry the version of this kind of stream."""
+    return {"product": PRODUCTS, "order": ORDERS}.get(aggregate_type)
+
+
 def record_status(db, event: Event, outcome: Outcome, lag_ms: float | None) -> None:
     """The projector's status record: what it applied, skipped and how far behind it runs."""
     record_statuses(db, [(event, outcome)], lag_ms)
@@ -158,7 +172,7 @@ def record_statuses(db, results: list[tuple[Event, Outcome]], lag_ms: float | No
     update: dict[str, Any] = {"$inc": counts, "$set": {"updated_at": datetime.now(timezone.utc)}}
     progressed = [e.position for e, o in results if o is not Outcome.DUPLICATE and o is not Outcome.GAP]
     if progressed:
-        update["$max"] = {"last_position": max(progressed)}
+        update["$max"] = {"max_applied_position": max(progressed)}
         if lag_ms is not None:
             update["$set"]["last_lag_ms"] = round(lag_ms, 3)
     db[STATUS].update_one({"_id": "projector"}, update, upsert=True)

@@ -2,11 +2,21 @@
 
 It consumes from a durable queue with manual acknowledgements and a prefetch window, and applies
 whatever has arrived as one batch (see `batch`). A message is acknowledged only after its effect
-is in MongoDB (or it proved a duplicate), so a crash at
-any point redelivers it, and the version check in `versioned` makes the redelivery harmless.
-An event that arrives before its predecessor (possible with two projectors sharing the queue)
-is returned to the queue and retried, never skipped. An event that keeps failing is a poison
-message: see `poison` for how it is dead-lettered without breaking its product's order.
+is in MongoDB (or it proved a duplicate), so a crash at any point redelivers it, and the version
+check in `versioned` makes the redelivery harmless. An event that arrives before its predecessor
+(possible with two projectors sharing the queue) is returned to the queue and retried, never
+skipped.
+
+What cannot be applied is set aside without breaking its product's order:
+- an event that keeps failing, or kills whoever applies it, is dead-lettered after
+  `poison_attempts` tries, counted in MongoDB across every projector (`attempts`);
+- a message that is not an event is dead-lettered at once; its headers still name its stream;
+- an event of a schema version this projector does not know is parked (`upcasting`);
+and each time, the product is held and its later events parked until the stream can go on
+(`poison`).
+
+Every applied event's publication number is recorded for the watermark (`watermark`); a
+periodic tick advances the watermark and records the queue's depth in the status record.
 
 The guarantee toggles in `Settings` (auto-ack, deduplication off, naive delivery) exist only to
 show what each guarantee buys; the defaults keep all of them.
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,12 +36,15 @@ import pymongo.errors
 from cqrs_demo import failpoints
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_connection, mongo_client
+from cqrs_demo.messaging import headers as message_headers
 from cqrs_demo.messaging import topology
 from cqrs_demo.messaging.backoff import Backoff
 from cqrs_demo.messaging.events import Event, MalformedEvent
-from cqrs_demo.read import audit, poison, projection
+from cqrs_demo.read import attempts, audit, poison, projection, watermark
 from cqrs_demo.read.audit import APPLICATIONS
 from cqrs_demo.read.batch import project_batch
+from cqrs_demo.read.delivery import Delivery, read_delivery
+from cqrs_demo.read.upcasting import UPCASTERS, UnknownSchemaVersion, Upcasters
 from cqrs_demo.read.versioned import Outcome
 from cqrs_demo.startup import MONGODB_DOWN, wait_for
 
@@ -38,26 +52,31 @@ log = logging.getLogger(__name__)
 
 RECOVERABLE = (pika.exceptions.AMQPError, pymongo.errors.PyMongoError, ConnectionError, OSError)
 REPLAY_HEADER = "x-replayed"
+TICK_SECONDS = 0.5  # how often the watermark advances and the queue depth is measured
 
 
 class Projector:
-    def __init__(self, settings: Settings, prefetch: int | None = None, gap_retry_delay: float = 0.05) -> None:
+    def __init__(self, settings: Settings, prefetch: int | None = None, gap_retry_delay: float = 0.05,
+                 upcasters: Upcasters | None = None) -> None:
         self.settings = settings
         self.prefetch = prefetch or settings.projector_prefetch
         self.gap_retry_delay = gap_retry_delay
+        # What this projector can read: a projector started with an older registry holds newer events.
+        self.upcasters = upcasters or UPCASTERS
         self.client = mongo_client(settings)
         self.db = self.client[settings.mongo_database]
         self.counts: dict[str, int] = {}
-        self._attempts: dict[str, int] = {}
         self._pending: list = []
         self._stop = threading.Event()
+        self._next_tick = 0.0
 
     # -- applying events ---------------------------------------------------------------------
 
     def apply(self, event: Event, headers: dict[str, Any] | None = None) -> Outcome:
         """Apply one event and record it in the status (and, when auditing, the application log)."""
+        event = self.upcasters.upcast(event)
         outcome = projection.project(self.db, event, self._trace(headers), dedup=self.settings.projector_dedup)
-        self._record([(event, outcome)])
+        self._record([(event, outcome, headers or {})])
         return outcome
 
     def handle(self, body: bytes, headers: dict[str, Any] | None = None) -> Outcome:
@@ -71,7 +90,9 @@ class Projector:
             trace["published_at"] = published_at
         return trace
 
-    def _apply_all(self, items: list[tuple[Event, dict[str, Any]]]) -> list:
+    def _apply_all(self, deliveries: list[Delivery]) -> list:
+        failpoints.trip_applying(self.settings, {d.event.event_id for d in deliveries})
+        items = [(d.event, self._trace(d.headers)) for d in deliveries]
         if self.settings.projector_dedup:
             return project_batch(self.db, items)
         results = []
@@ -82,24 +103,29 @@ class Projector:
                 results.append(exc)
         return results
 
-    def _record(self, results: list[tuple[Event, Outcome]]) -> None:
+    def _record(self, results: list[tuple[Event, Outcome, dict[str, Any]]]) -> None:
+        """Status counters, the application log, and the publication numbers now in the read model."""
         if not results:
             return
-        for _, outcome in results:
+        for _, outcome, _ in results:
             name = projection.COUNTERS[outcome]
             self.counts[name] = self.counts.get(name, 0) + 1
-        newest = max((event for event, _ in results), key=lambda e: e.position)
+        newest = max((event for event, _, _ in results), key=lambda e: e.position)
         lag_ms = (datetime.now(timezone.utc) - datetime.fromisoformat(newest.committed_at)).total_seconds() * 1000
-        projection.record_statuses(self.db, results, lag_ms)
+        projection.record_statuses(self.db, [(e, o) for e, o, _ in results], lag_ms)
+        self._record_publications([h for _, o, h in results if o is not Outcome.GAP])
         if self.settings.projection_audit:
             now = datetime.now(timezone.utc)
             self.db[APPLICATIONS].insert_many(
                 [
                     {"event_id": e.event_id, "position": e.position, "aggregate_type": e.aggregate_type,
                      "aggregate_id": e.aggregate_id, "version": e.aggregate_version, "outcome": o.value, "at": now}
-                    for e, o in results
+                    for e, o, _ in results
                 ]
             )
+
+    def _record_publications(self, headers: list[dict[str, Any]]) -> None:
+        watermark.record(self.db, filter(None, map(message_headers.publication_of, headers)))
 
     def _count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
@@ -110,77 +136,160 @@ class Projector:
     def _on_message(self, channel, method, properties, body) -> None:
         self._pending.append((method, properties, body))
 
+    def _read(self, method, properties, body) -> Delivery:
+        return read_delivery(method, properties, body, self.upcasters)
+
     def _flush(self, channel) -> None:
         """Apply every delivery received so far, then acknowledge each as its outcome says."""
-        deliveries, self._pending = self._pending, []
-        auto_ack = self.settings.auto_ack
-        parsed = []
-        for method, properties, body in deliveries:
-            try:
-                parsed.append((method, properties.headers or {}, Event.from_json(body)))
-            except MalformedEvent as exc:
-                log.error("dead-lettering message %s: %s", properties.message_id, exc)
-                self._count("dead_lettered")
-                if not auto_ack:
-                    channel.basic_reject(method.delivery_tag, requeue=False)
-        if not parsed:
+        deliveries = [self._read(*pending) for pending in self._pending]
+        self._pending = []
+        readable = []
+        for delivery in deliveries:
+            if isinstance(delivery.unreadable, UnknownSchemaVersion):
+                self._hold_unknown_version(channel, delivery)
+            elif delivery.unreadable is not None:
+                self._dead_letter(channel, delivery, f"not an event: {delivery.unreadable}")
+            else:
+                readable.append(delivery)
+        if self.settings.auto_ack:
+            self._apply_and_settle(channel, readable)
             return
-        results = self._apply_all([(event, self._trace(headers)) for _, headers, event in parsed])
-        self._record([(e, r) for (_, _, e), r in zip(parsed, results) if isinstance(r, Outcome)])
+        verdicts = attempts.judge(self.db, [d.event_id for d in readable if d.redelivered])
+        batch, suspects = [], []
+        for delivery in readable:
+            verdict = verdicts.get(delivery.event_id)
+            if verdict and verdict.tries >= self.settings.poison_attempts:
+                log.error("dead-lettering event %s after %d attempts: the process died applying it",
+                          delivery.event_id, verdict.tries)
+                self._dead_letter(channel, delivery, f"{verdict.tries} tries ended with the projector gone")
+            elif verdict and verdict.crashed:
+                suspects.append(delivery)
+            else:
+                batch.append(delivery)
+        self._apply_and_settle(channel, batch)
+        # Redelivered after a crash: each alone, so a crash during its try is its own.
+        for suspect in suspects:
+            attempts.begin(self.db, suspect.event_id)
+            self._apply_and_settle(channel, [suspect])
+
+    def _apply_and_settle(self, channel, deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
+        results = self._apply_all(deliveries)
+        self._record([(d.event, r, d.headers) for d, r in zip(deliveries, results) if isinstance(r, Outcome)])
         failpoints.trip(self.settings, failpoints.PROJECTOR_BEFORE_ACK)
-        retry = []
-        for (method, headers, event), result in zip(parsed, results):
+        if self.settings.auto_ack:
+            for delivery, result in zip(deliveries, results):
+                if isinstance(result, MalformedEvent):
+                    self._count("dead_lettered")
+                    log.error("event %s failed and is gone (auto-ack): %s", delivery.event_id, result)
+            return
+        held = poison.held(self.db, [d.stream.key for d in deliveries])
+        retry, handed_back, done, to_settle = [], [], [], set()
+        for delivery, result in zip(deliveries, results):
+            key = delivery.stream.key
             if isinstance(result, MalformedEvent):
-                retry += self._poisoned(channel, method, event, result)
+                retry += self._failed(channel, delivery, result)
                 continue
-            self._attempts.pop(event.event_id, None)
-            if result is Outcome.GAP and not auto_ack:
-                retry += self._gap(channel, method, event)
+            if result is Outcome.GAP:
+                if key in held and self._park(channel, delivery):
+                    done.append(delivery.event_id)
+                    # A settle that scanned the parked copies just before this one was stored
+                    # missed it; if it is next in line by now, settle again.
+                    if delivery.stream.aggregate_version <= poison.read_version(self.db, key) + 1:
+                        to_settle.add(key)
+                    continue
+                handed_back.append(delivery.event_id)
+                retry.append(delivery)
                 continue
-            if headers.get(REPLAY_HEADER) and result is Outcome.APPLIED:
-                self._unpark(event)
-            if not auto_ack:
-                channel.basic_ack(method.delivery_tag)
+            channel.basic_ack(delivery.method.delivery_tag)
+            done.append(delivery.event_id)
+            if key in held:
+                to_settle.add(key)
+        attempts.handed_back(self.db, handed_back)
+        attempts.settled(self.db, [d.event_id for d in deliveries if d.redelivered and d.event_id in done])
         if retry:
             # Give whatever they wait for (a predecessor on another projector, a transient
             # failure) a moment, once for the whole batch, then hand them back to the queue.
             self._stop.wait(self.gap_retry_delay)
-            for method in retry:
-                channel.basic_nack(method.delivery_tag, requeue=True)
+            for delivery in retry:
+                channel.basic_nack(delivery.method.delivery_tag, requeue=True)
+        for key in sorted(to_settle):
+            self._settle(key)
 
-    def _poisoned(self, channel, method, event: Event, exc: Exception) -> list:
-        """Deliveries to retry: this one, until it has failed `poison_attempts` times."""
-        attempts = self._attempts.get(event.event_id, 0) + 1
-        self._attempts[event.event_id] = attempts
-        if self.settings.auto_ack:
-            log.error("event %s failed and is gone (auto-ack): %s", event.event_id, exc)
-            return []
-        if attempts < self.settings.poison_attempts:
-            log.warning("event %s failed (attempt %d): %s", event.event_id, attempts, exc)
-            return [method]
-        log.error("dead-lettering event %s after %d attempts: %s", event.event_id, attempts, exc)
-        self._attempts.pop(event.event_id, None)
-        poison.hold(self.db, event, str(exc))
-        self._count("dead_lettered")
-        channel.basic_reject(method.delivery_tag, requeue=False)
+    def _failed(self, channel, delivery: Delivery, exc: Exception) -> list[Delivery]:
+        """Deliveries to retry: this one, until it has had its `poison_attempts` tries."""
+        tries = attempts.failed(self.db, delivery.event_id)
+        if tries < self.settings.poison_attempts:
+            log.warning("event %s failed (attempt %d): %s", delivery.event_id, tries, exc)
+            return [delivery]
+        log.error("dead-lettering event %s after %d attempts: %s", delivery.event_id, tries, exc)
+        self._dead_letter(channel, delivery, str(exc))
         return []
 
-    def _gap(self, channel, method, event: Event) -> list:
-        """Deliveries to retry: this one, unless its product is held behind a poison message."""
-        if poison.is_held(self.db, event):
-            poison.park(self.db, event)
-            self._count("parked")
-            channel.basic_ack(method.delivery_tag)
-            return []
-        return [method]
+    def _dead_letter(self, channel, delivery: Delivery, reason: str) -> None:
+        """Reject to the dead-letter queue, holding the message's stream first (if it names one)."""
+        stream = delivery.stream
+        if stream is not None:
+            poison.hold(self.db, stream, reason, delivery.event_id)
+        else:
+            log.error("dead-lettering message %s, which names no stream: %s", delivery.message_id, reason)
+        if delivery.event_id:
+            attempts.settled(self.db, [delivery.event_id])
+        self._count("dead_lettered")
+        if not self.settings.auto_ack:
+            channel.basic_reject(delivery.method.delivery_tag, requeue=False)
 
-    def _unpark(self, event: Event) -> None:
-        """The held event is fixed and applied: apply what was parked behind it, in order."""
-        for parked in poison.parked_events(self.db, event):
-            self.apply(parked)
-        poison.release(self.db, event)
+    def _park(self, channel, delivery: Delivery) -> bool:
+        if not poison.park(self.db, delivery.stream, delivery.event_id, delivery.body, delivery.headers):
+            return False
+        self._count("parked")
+        self._ack(channel, delivery)
+        return True
+
+    def _ack(self, channel, delivery: Delivery) -> None:
+        if not self.settings.auto_ack:  # an auto-acknowledged delivery has no tag left to ack
+            channel.basic_ack(delivery.method.delivery_tag)
+
+    def _hold_unknown_version(self, channel, delivery: Delivery) -> None:
+        """An event this projector cannot read yet: its stream waits for a projector that can."""
+        stream = delivery.stream
+        if stream.aggregate_version <= poison.read_version(self.db, stream.key):
+            self._record_publications([delivery.headers])  # already applied by a newer projector
+            self._ack(channel, delivery)
+            return
+        log.warning("holding %s: %s", stream.key, delivery.unreadable)
+        poison.hold(self.db, stream, str(delivery.unreadable))
+        if self._park(channel, delivery):
+            return
+        attempts.handed_back(self.db, [delivery.event_id])
+        channel.basic_nack(delivery.method.delivery_tag, requeue=True)
+
+    def _settle(self, key: str) -> None:
+        result = poison.settle(self.db, key, self.apply, on_duplicate=lambda h: self._record_publications([h]))
+        if result.released:
+            log.info("released the hold on %s", key)
+
+    def settle_held_streams(self) -> None:
+        """Apply what is parked and release what can be released: on start, after any crash."""
+        for key in poison.streams_to_settle(self.db):
+            self._settle(key)
 
     # -- the consuming loop ------------------------------------------------------------------
+
+    def _tick(self, channel) -> None:
+        """Now and then: move the watermark, and note how many events wait in the queue."""
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + TICK_SECONDS
+        watermark.advance(self.db)
+        depth = channel.queue_declare(self.settings.projector_queue, passive=True).method.message_count
+        self.db[projection.STATUS].update_one(
+            {"_id": "projector"},
+            {"$set": {"queue_depth": depth, "queue_checked_at": datetime.now(timezone.utc)}},
+            upsert=True,
+        )
 
     def _prepare_read_model(self) -> None:
         projection.ensure_indexes(self.db)
@@ -192,10 +301,14 @@ class Projector:
         if not wait_for("MongoDB", self._prepare_read_model, MONGODB_DOWN, stop):
             return
         backoff = Backoff()
+        settled = False
         while not stop.is_set():
             connection = None
             self._pending = []  # deliveries of a lost connection are redelivered by the broker
             try:
+                if not settled:
+                    self.settle_held_streams()
+                    settled = True
                 connection = amqp_connection(self.settings)
                 channel = connection.channel()
                 topology.declare_projector_queue(channel, self.settings)
@@ -209,6 +322,7 @@ class Projector:
                     if self._pending:
                         connection.process_data_events(time_limit=0)  # whatever else has arrived
                         self._flush(channel)
+                    self._tick(channel)
             except RECOVERABLE as exc:
                 delay = backoff.next()
                 log.warning("projector lost a connection (%s); retrying in %.1fs", exc, delay)

@@ -72,7 +72,9 @@ def top_products(db, limit: int) -> list[dict[str, Any]]:
 
 
 def projection_status(db) -> dict[str, Any]:
-    return projection_status_view(db[projection.STATUS].find_one({"_id": "projector"}) or {})
+    """The projector's status record, the watermark (`read.watermark`), and the relay's report."""
+    docs = {doc["_id"]: doc for doc in db[projection.STATUS].find({"_id": {"$in": ["projector", "watermark", "relay"]}})}
+    return projection_status_view(docs.get("projector", {}), docs.get("watermark", {}), docs.get("relay", {}))
 
 
 def _wait_for(watch: VersionWatch, collection: str, doc_id: int, min_version: int | None,

@@ -11,25 +11,28 @@ from __future__ import annotations
 
 from typing import Callable
 
-from cqrs_demo.read import poison, projection
+from cqrs_demo.read import poison, projection, watermark
 from cqrs_demo.write.event_log import count_events, event_log
 
-__all__ = ["READ_COLLECTIONS", "count_events", "event_log", "rebuild"]  # count_events: the size of a rebuild
+__all__ = ["READ_COLLECTIONS", "KEPT_STATUS", "count_events", "event_log", "rebuild"]  # count_events: the size of a rebuild
 
 READ_COLLECTIONS = (
     projection.PRODUCTS,
     projection.SALES,
     projection.ORDERS,
-    projection.STATUS,
     poison.POISONED,
     poison.PARKED,
 )
+# Kept across a rebuild: the watermark's record (every event it covers is replayed again) and
+# the relay's report, which describe the event log, not the read model.
+KEPT_STATUS = [watermark.RECORD, "relay"]
 
 
 def rebuild(engine, db, progress: Callable[[int], None] | None = None) -> dict[str, int]:
     """Drop the read model and replay the whole event log into it; counts of each outcome."""
     for name in READ_COLLECTIONS:
         db[name].drop()
+    db[projection.STATUS].delete_many({"_id": {"$nin": KEPT_STATUS}})
     projection.ensure_indexes(db)
     counts: dict[str, int] = {}
     for event in event_log(engine):

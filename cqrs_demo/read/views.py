@@ -144,7 +144,11 @@ def top_product_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class ProjectionStatus(BaseModel):
-    """The projector's status record: what it applied, skipped and how far behind it runs."""
+    """The projector's status record: what it applied, skipped, and how far behind the read side is.
+
+    Alert on `watermark` (with the outbox's latest position), `oldest_unpublished_age_s` and
+    `queue_depth`; `max_applied_position` is a maximum, not a promise about the events below it.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -155,20 +159,44 @@ class ProjectionStatus(BaseModel):
     overwrote_newer: Count
     dead_lettered: Count
     parked: Count
-    last_position: Count
+    watermark: Count = Field(description="every outbox event at or below this position is applied")
+    max_applied_position: Count = Field(
+        description="the highest outbox position applied: a maximum; events below it may still be missing")
+    queue_depth: Count | None = Field(description="events waiting in the projector queue, as last measured")
+    oldest_unpublished_age_s: float = Field(
+        ge=0, description="seconds the oldest event not yet published has waited, from the relay's last report")
+    relay_checked_at: datetime | None = Field(description="when the relay last looked at the outbox")
     last_lag_ms: float | None = Field(description="commit-to-apply time of the last batch, ms")
     updated_at: datetime | None
 
 
-_COUNTERS = [name for name, f in ProjectionStatus.model_fields.items() if f.annotation is int]
+_COUNTERS = ["applied", "duplicates", "gaps", "reapplied", "overwrote_newer", "dead_lettered", "parked"]
 
 
-def projection_status_view(doc: dict[str, Any]) -> dict[str, Any]:
+def projection_status_view(doc: dict[str, Any], mark: dict[str, Any] | None = None,
+                           relay: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The status record, the watermark record and the relay's report, as `/api/projection` serves them."""
+    mark, relay = mark or {}, relay or {}
+    oldest = relay.get("oldest_unpublished_at")
     return {
         **{name: doc.get(name, 0) for name in _COUNTERS},
+        "watermark": mark.get("position", 0),
+        "max_applied_position": doc.get("max_applied_position", 0),
+        "queue_depth": doc.get("queue_depth"),
+        # Computed now, not stored: it keeps growing while a stuck relay reports nothing.
+        "oldest_unpublished_age_s": _age_seconds(oldest) if oldest is not None else 0.0,
+        "relay_checked_at": instant(relay.get("checked_at")),
         "last_lag_ms": doc.get("last_lag_ms"),
         "updated_at": instant(doc.get("updated_at")),
     }
+
+
+def _age_seconds(when: Any) -> float:
+    if isinstance(when, str):  # the MongoDB stand-in hands back datetimes set by an update as text
+        when = datetime.fromisoformat(when)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return round(max(0.0, (datetime.now(timezone.utc) - when).total_seconds()), 3)
 
 
 class DocumentHeaders(BaseModel):

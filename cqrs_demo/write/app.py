@@ -91,7 +91,8 @@ def _probe(engine) -> None:
 
 def _transaction():
     ext = current_app.extensions["cqrs"]
-    return command_transaction(ext["engine"], g.received_at, ext["after_commit"])
+    return command_transaction(ext["engine"], g.received_at, ext["after_commit"],
+                               product_event_version=ext["settings"].product_event_version)
 
 
 def _run(command: Callable[[CommandTransaction], Response], body=None) -> Response:

@@ -28,6 +28,7 @@ def append(
     aggregate_version: int,
     payload: dict[str, Any],
     received_at: datetime,
+    schema_version: int = 1,
 ) -> Event:
     # clock_timestamp(), not now(): now() is the transaction's start, and this row is the
     # last statement before COMMIT, so its clock is the closest we get to the commit time.
@@ -40,6 +41,7 @@ def append(
             aggregate_id=aggregate_id,
             aggregate_version=aggregate_version,
             payload=payload,
+            schema_version=schema_version,
             received_at=received_at,
             committed_at=sa.func.clock_timestamp(),
         )
@@ -54,6 +56,7 @@ def append(
         position=row.position,
         committed_at=row.committed_at.isoformat(),
         payload=payload,
+        schema_version=schema_version,
     )
 
 
@@ -67,4 +70,5 @@ def event_from_row(row) -> Event:
         position=row.position,
         committed_at=row.committed_at.isoformat(),
         payload=row.payload,
+        schema_version=row.schema_version,
     )

@@ -29,9 +29,20 @@ def as_dict(row) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-def event_payload(row: dict[str, Any]) -> dict[str, Any]:
-    """The product's full state as the event carries it: money as an exact decimal string."""
-    return product.payload(row)
+def event_payload(row: dict[str, Any], schema_version: int = 1) -> dict[str, Any]:
+    """The product's full state as the event carries it: money as an exact decimal string.
+
+    Version 2 of the contract names the currency beside the amount (see `messaging.events`).
+    """
+    payload = product.payload(row)
+    if schema_version == 2:
+        payload["price"] = events.price_v2(payload["price"])
+    return payload
+
+
+def _record_state(tx: CommandTransaction, type: str, state: dict[str, Any]):
+    version = tx.product_event_version
+    return tx.record(type, AGGREGATE, state["id"], state["version"], event_payload(state, version), version)
 
 
 @contextmanager
@@ -58,7 +69,7 @@ def create(tx: CommandTransaction, fields: ProductFields) -> dict[str, Any]:
             .returning(*products.c)
         ).one()
     created = as_dict(row)
-    event = tx.record(events.PRODUCT_CREATED, AGGREGATE, row.id, 1, event_payload(created))
+    event = _record_state(tx, events.PRODUCT_CREATED, created)
     return {**created, "position": event.position}
 
 
@@ -95,7 +106,7 @@ def _update(
     if row is None:
         _check_version(lock(tx, product_id), precondition)
     updated = as_dict(row)
-    event = tx.record(events.PRODUCT_UPDATED, AGGREGATE, row.id, row.version, event_payload(updated))
+    event = _record_state(tx, events.PRODUCT_UPDATED, updated)
     return {**updated, "position": event.position}
 
 

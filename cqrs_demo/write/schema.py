@@ -78,9 +78,14 @@ outbox = sa.Table(
     sa.Column("aggregate_id", sa.BigInteger, nullable=False),
     sa.Column("aggregate_version", sa.Integer, nullable=False),
     sa.Column("payload", JSONB, nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False, server_default="1"),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("committed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    # Set by the relay just before it publishes the row (see messaging.publication): its place
+    # in the order of publication, and the outbox position up to which everything is published.
+    sa.Column("sequence", sa.BigInteger, nullable=True, unique=True),
+    sa.Column("published_through", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("aggregate_type", "aggregate_id", "aggregate_version"),
     sa.Index(
         "outbox_unpublished",
@@ -104,11 +109,35 @@ event_log_table = sa.Table(
     sa.Column("aggregate_id", sa.BigInteger, nullable=False),
     sa.Column("aggregate_version", sa.Integer, nullable=False),
     sa.Column("payload", JSONB, nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False, server_default="1"),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("committed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sequence", sa.BigInteger, nullable=True),
+    sa.Column("published_through", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("aggregate_type", "aggregate_id", "aggregate_version"),
 )
+
+
+# The relay's next publication sequence number: one row, advanced in the statement that numbers
+# a batch, so numbers are dense (no number is lost to a rolled-back transaction, as a PostgreSQL
+# sequence's would be) and survive relay restarts, fail-overs and outbox pruning.
+publication = sa.Table(
+    "publication",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("next_sequence", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("id = 1", name="one_row"),
+)
+
+# Columns added to the outbox and the event log after their first release, for namespaces
+# created before them.
+_ADDED_COLUMNS = {
+    "outbox": {"schema_version": "integer NOT NULL DEFAULT 1", "sequence": "bigint UNIQUE",
+               "published_through": "bigint"},
+    "event_log": {"schema_version": "integer NOT NULL DEFAULT 1", "sequence": "bigint",
+                  "published_through": "bigint"},
+}
 
 
 # Each `Idempotency-Key` a command was sent with, and the answer that command got (see `idempotency`).
@@ -154,8 +183,28 @@ def create_schema(settings: Settings, engine: Engine) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(migration_lock_key(settings))))
         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{settings.schema}"'))
         metadata.create_all(conn)
+        _add_missing_columns(conn, settings)
+        conn.execute(
+            sa.text(f'INSERT INTO "{settings.schema}".publication (id, next_sequence) VALUES (1, 1) '
+                    "ON CONFLICT (id) DO NOTHING")
+        )
         _create_notify_trigger(conn, settings)
         _create_event_log_triggers(conn, settings)
+
+
+def _add_missing_columns(conn, settings: Settings) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        present = set(
+            conn.scalars(
+                sa.text("SELECT column_name FROM information_schema.columns WHERE table_schema = :schema "
+                        "AND table_name = :table"),
+                {"schema": settings.schema, "table": table},
+            )
+        )
+        # Only when missing: ALTER TABLE locks the table behind every open command transaction.
+        for name, definition in columns.items():
+            if name not in present:
+                conn.execute(sa.text(f'ALTER TABLE "{settings.schema}".{table} ADD COLUMN IF NOT EXISTS "{name}" {definition}'))
 
 
 def _trigger_exists(conn, settings: Settings, table: str, name: str) -> bool:

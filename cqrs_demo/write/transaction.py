@@ -18,9 +18,11 @@ class CommandTransaction:
     conn: Connection
     received_at: datetime
     events: list[Event] = field(default_factory=list)
+    product_event_version: int = 1  # which schema version of the product events to write
 
     def record(
-        self, type: str, aggregate_type: str, aggregate_id: int, version: int, payload: dict[str, Any]
+        self, type: str, aggregate_type: str, aggregate_id: int, version: int, payload: dict[str, Any],
+        schema_version: int = 1,
     ) -> Event:
         event = outbox.append(
             self.conn,
@@ -30,6 +32,7 @@ class CommandTransaction:
             aggregate_version=version,
             payload=payload,
             received_at=self.received_at,
+            schema_version=schema_version,
         )
         self.events.append(event)
         return event
@@ -37,10 +40,12 @@ class CommandTransaction:
 
 @contextmanager
 def command_transaction(
-    engine: Engine, received_at: datetime | None = None, after_commit: Callable[[list[Event]], None] | None = None
+    engine: Engine, received_at: datetime | None = None, after_commit: Callable[[list[Event]], None] | None = None,
+    product_event_version: int = 1,
 ) -> Iterator[CommandTransaction]:
     with engine.begin() as conn:
-        tx = CommandTransaction(conn, received_at or datetime.now(timezone.utc))
+        tx = CommandTransaction(conn, received_at or datetime.now(timezone.utc),
+                                product_event_version=product_event_version)
         yield tx
     if after_commit and tx.events:
         after_commit(tx.events)

@@ -407,3 +407,68 @@ def test_standby_relay_takes_over_when_the_active_one_is_killed(stack, write_eng
     finally:
         extra.stop()
         engine.dispose()
+
+
+# -- 5. a message that kills whoever applies it --------------------------------------------------
+
+
+def _dead_letters(settings) -> list:
+    from cqrs_demo.connections import amqp_connection
+
+    connection = amqp_connection(settings)
+    try:
+        channel = connection.channel()
+        taken = []
+        while (message := channel.basic_get(settings.dead_letter_queue, auto_ack=True))[0] is not None:
+            taken.append(message)
+        return taken
+    finally:
+        connection.close()
+
+
+def test_a_message_that_kills_the_projector_is_dead_lettered_after_its_attempts(stack, write_engine, read_db):
+    """SIGKILLed each time it applies one event: that event is dead-lettered after N tries in all,
+    its product is held, and everything else flows, across restarts of two projectors."""
+    from cqrs_demo import failpoints
+
+    base = stack.urls()["command"]
+    killer = requests.post(f"{base}/api/products", json={"name": "k", "description": "", "price": 1, "quantity": 1,
+                                                          "sku": "KILLER"}, timeout=10).json()
+    innocent = requests.post(f"{base}/api/products", json={"name": "i", "description": "", "price": 1,
+                                                            "quantity": 1, "sku": "INNOCENT"}, timeout=10).json()
+    assert_converged(write_engine, read_db)
+    stack.stop_service("relay")  # the killer's update and its neighbours reach the queue together
+    update = requests.patch(f"{base}/api/products/{killer['id']}", json={"quantity": 2}, timeout=10).json()
+    with write_engine.connect() as conn:
+        event_id = conn.scalar(sa.select(outbox.c.event_id).where(outbox.c.position == update["position"]))
+    failpoints.arm(stack.settings, failpoints.PROJECTOR_APPLYING, event_id=str(event_id))
+    for quantity in range(3, 6):
+        requests.patch(f"{base}/api/products/{killer['id']}", json={"quantity": quantity}, timeout=10)
+        requests.patch(f"{base}/api/products/{innocent['id']}", json={"quantity": quantity}, timeout=10)
+    extra = extra_process(stack.settings, stack.directory, "projector")
+    projectors = {"stack": stack.processes["projector"], "extra": extra}
+    kills = 0
+    try:
+        stack.start_service("relay")
+        deadline = time.monotonic() + 90
+        dead: list = []
+        while not dead and time.monotonic() < deadline:
+            for name, process in list(projectors.items()):
+                if not process.alive():
+                    kills += 1
+                    assert kills <= stack.settings.poison_attempts, f"killed {kills} times: retried past its attempts"
+                    projectors[name] = (stack.start_service("projector") if name == "stack"
+                                        else extra_process(stack.settings, stack.directory, "projector"))
+            dead = _dead_letters(stack.settings)
+            time.sleep(0.1)
+        assert len(dead) == 1 and dead[0][1].message_id == str(event_id), dead
+        assert kills == stack.settings.poison_attempts
+        # Everyone else flowed; the killer's product is held at the version before the killer.
+        wait_until(lambda: (doc := read_db[projection.PRODUCTS].find_one({"_id": innocent["id"]})) and doc["version"] == 4,
+                   20, what="the innocent product caught up")
+        assert read_db[projection.PRODUCTS].find_one({"_id": killer["id"]})["version"] == update["version"] - 1
+        assert read_db["poisoned"].find_one({"_id": f"product:{killer['id']}"}) is not None
+        assert all(process.alive() for process in projectors.values())
+    finally:
+        failpoints.disarm(stack.settings, failpoints.PROJECTOR_APPLYING)
+        projectors["extra"].stop()

@@ -78,11 +78,11 @@ def wait_projected(query_client, position: int) -> dict:
 
     For stats, which have no version of their own: a product event updates the product document
     and then its sales document, so `min_version` on the product does not yet cover the sales.
-    The projector records its last position after both.
+    The watermark passes a position only once every event up to it is applied, both writes included.
     """
     def reached():
         status = query_client.get("/api/projection").get_json()
-        return status if status["last_position"] >= position else None
+        return status if status["watermark"] >= position else None
 
     return wait_until(reached, READ_DEADLINE, interval=0.01, what=f"the projector to pass position {position}")
 

@@ -563,8 +563,10 @@ def test_malformed_messages_are_dead_lettered_and_projection_continues(
     not_json = b"this is {not json"
     missing_fields = json.dumps({"type": "product.created", "aggregate_id": 1}).encode()
     not_an_object = b'["product.created", 1]'
-    wrong_version = json.dumps({**json.loads(good.to_json()), "schema_version": 99}).encode()
+    wrong_version = json.dumps({**json.loads(good.to_json()), "schema_version": "one"}).encode()
     unknown_type = json.dumps({**json.loads(good.to_json()), "type": "product.teleported"}).encode()
+    # (A schema_version newer than the projector knows is not malformed: its product is held
+    # until a projector that knows it arrives; see test_contract_evolution.py.)
     bad = [not_json, missing_fields, not_an_object, wrong_version, unknown_type]
     for body in bad:
         publisher.publish(body, "product.created", message_id="malformed")

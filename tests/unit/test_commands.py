@@ -231,13 +231,21 @@ def test_missing_field_is_malformed(field):
         {"event_id": 1},
         {"type": "product.exploded"},
         {"aggregate_version": 0},
-        {"schema_version": 2},
+        {"schema_version": 0},
+        {"schema_version": "2"},
+        {"schema_version": True},
     ],
     ids=str,
 )
 def test_wrong_field_is_malformed(changes):
     with pytest.raises(MalformedEvent):
         Event.from_json(encoded(as_dict(**changes)))
+
+
+def test_a_newer_schema_version_is_parsed_and_kept_for_the_reader_to_judge():
+    parsed = Event.from_json(encoded(as_dict(schema_version=7)))
+    assert parsed.schema_version == 7
+    assert json.loads(parsed.to_json())["schema_version"] == 7
 
 
 def test_malformed_event_is_a_value_error():
