@@ -203,10 +203,17 @@ def _field_matches(doc: Mapping[str, Any], name: str, condition: Any) -> bool:
             if operator == "$in":
                 if not any(_equals(value, candidate, present) for candidate in operand):
                     return False
+            elif operator in _ORDER:
+                if not (present and _is_number(value) and _ORDER[operator](value, operand)):
+                    return False
             else:
                 raise NotImplementedError(f"the double does not know the query operator {operator}")
         return True
     return _equals(value, condition, present)
+
+
+_ORDER = {"$gt": lambda a, b: a > b, "$gte": lambda a, b: a >= b, "$lt": lambda a, b: a < b,
+          "$lte": lambda a, b: a <= b}  # numbers only: MongoDB's type brackets are not copied
 
 
 def _equals(value: Any, wanted: Any, present: bool) -> bool:

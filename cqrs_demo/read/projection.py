@@ -67,7 +67,7 @@ def changes(event: Event, trace: dict[str, Any] | None = None, unchecked: bool =
             fields = {**_order_fields(event), **meta, "id": event.aggregate_id}
             return [Change(ORDERS, event.aggregate_id, event.aggregate_version, fields)]
     except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
-        raise MalformedEvent(f"payload of {event.type} v{event.schema_version} does not fit the contract: {exc!r}") from None
+        raise MalformedEvent(f"payload of {event.type} does not fit the contract (v{event.schema_version}): {exc!r}") from None
     raise MalformedEvent(f"unknown aggregate type {event.aggregate_type!r}")
 
 

@@ -59,8 +59,8 @@ def test_a_boolean_is_not_an_integer(field, kind, value):
         ({"payload": None}, "field 'payload' missing or not dict"),
         ({"type": "product.renamed"}, "unknown event type 'product.renamed'"),
         ({"aggregate_version": -3}, "aggregate_version must be >= 1"),
-        ({"schema_version": "1"}, "unsupported schema_version '1'"),
-        ({"schema_version": None}, "unsupported schema_version None"),
+        ({"schema_version": "1"}, "schema_version must be a positive integer, got '1'"),
+        ({"schema_version": None}, "schema_version must be a positive integer, got None"),
     ],
     ids=str,
 )

@@ -248,7 +248,7 @@ def test_status_counts_outcomes_and_keeps_the_highest_position_that_progressed()
     status = db[projection.STATUS].find_one({"_id": "projector"})
     assert (status["applied"], status["duplicates"], status["gaps"]) == (2, 1, 1)
     # Duplicates and gaps made no progress: neither the position nor the lag moves for them.
-    assert status["last_position"] == second.position
+    assert status["max_applied_position"] == second.position
     assert status["last_lag_ms"] == 12.346
 
 
@@ -257,4 +257,4 @@ def test_status_never_moves_its_position_backwards():
     older, newer = product_created(1), product_created(2)
     projection.record_status(db, newer, Outcome.APPLIED, None)
     projection.record_status(db, older, Outcome.APPLIED, None)
-    assert db[projection.STATUS].find_one({"_id": "projector"})["last_position"] == newer.position
+    assert db[projection.STATUS].find_one({"_id": "projector"})["max_applied_position"] == newer.position
