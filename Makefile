@@ -5,9 +5,10 @@
 #   make lab    JupyterLab on the notebooks (the URL with its token is printed)
 #   make test   every test, and every notebook under nbval, against the real servers
 #   make run    the stack alone, in the foreground, on ports 8080 and 8081
-#   make tour   every notebook executed headless into HTML under build/tour/
+#   make tour   every notebook executed into a browsable course under build/tour/ (readable offline)
 #   make bench  the benchmarks: JSON and charts under benchmarks/results/
 #   make student  the student's edition of the notebooks (solutions stubbed) under build/student/
+#   make node   the Node packages the tests and the tour use, fetched by npm into build/node/
 #   make lock   refresh requirements.lock from pyproject.toml (keeps the pins that still fit)
 #   make lock-upgrade  the same, moving every package to its newest release
 
@@ -35,7 +36,7 @@ LOCK_OPTIONS := --universal --python-version 3.11 --generate-hashes --quiet \
 LAB_AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 LAB_ARGS ?=
 
-.PHONY: install doctor lab run test tour bench student clean lock lock-upgrade
+.PHONY: install doctor lab run test tour bench student clean lock lock-upgrade node
 
 # Rebuilt from scratch when the lock or pyproject.toml changes, so a package dropped from the
 # lock leaves the environment too. The project itself goes in last, with --no-deps: everything
@@ -66,13 +67,26 @@ lab: install
 run: install
 	$(BIN)/cqrs-demo up
 
-test: install
+test: install node
 	$(BIN)/pytest
 
-tour: install
-	$(BIN)/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=600 \
-		--output-dir build/tour notebooks/*.ipynb
-	@echo "open build/tour/ in a browser to preview the course"
+tour: install node
+	$(BIN)/python -m cqrs_demo.course.tour --out build/tour
+
+# Node packages, fetched at build time and never committed: configurable-http-proxy (JupyterHub's
+# proxy, for the classroom test) and the widget renderer and require.js the tour's pages load
+# from their own folder. node/package-lock.json pins them with their hashes, as requirements.lock
+# does the Python ones; `npm ci` installs exactly that.
+NODE_DIR := build/node
+$(NODE_DIR)/.installed: node/package.json node/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: apt-get install npm (or install Node.js 18+)"; exit 1; }
+	rm -rf $(NODE_DIR)
+	mkdir -p $(NODE_DIR)
+	cp node/package.json node/package-lock.json $(NODE_DIR)/
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: $(NODE_DIR)/.installed
 
 student: install
 	$(BIN)/python -m cqrs_demo.course.edition notebooks build/student
