@@ -23,6 +23,7 @@ BIN := $(VENV)/bin
 # for the image (services/Dockerfile); environment.yml installs requirements.lock too.
 LOCK := requirements.lock
 SERVICES_LOCK := services/requirements.lock
+HUB_LOCK := classroom/hub-requirements.lock
 # The resolver that writes both, itself pinned; it lives outside the project's environment.
 UV_VERSION := 0.13.8
 LOCK_TOOL := build/lock-tool
@@ -101,11 +102,13 @@ $(UV):
 	$(PYTHON) -m venv $(LOCK_TOOL)
 	$(LOCK_TOOL)/bin/pip install --quiet uv==$(UV_VERSION)
 
-# The services' lock is resolved under the full one as constraints, so its versions are the
-# full lock's by construction (tests/unit/test_lock.py checks that they stay so).
+# The services' lock and the classroom hub's are resolved under the full one as constraints, so
+# their versions are the full lock's by construction (tests/unit/test_lock.py checks that they
+# stay so).
 lock: $(UV)
 	$(UV) pip compile pyproject.toml --all-extras $(LOCK_OPTIONS) $(LOCK_ARGS) -o $(LOCK)
 	$(UV) pip compile pyproject.toml --constraints $(LOCK) $(LOCK_OPTIONS) -o $(SERVICES_LOCK)
+	$(UV) pip compile classroom/hub-requirements.in --constraints $(LOCK) $(LOCK_OPTIONS) -o $(HUB_LOCK)
 
 lock-upgrade:
 	$(MAKE) lock LOCK_ARGS=--upgrade

@@ -23,6 +23,8 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.lock"
 SERVICES_LOCK = ROOT / "services" / "requirements.lock"
+HUB_LOCK = ROOT / "classroom" / "hub-requirements.lock"
+HUB_REQUIREMENTS = ROOT / "classroom" / "hub-requirements.in"
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def services_lock() -> list[Pin]:
     return read_lock(SERVICES_LOCK)
 
 
-@pytest.mark.parametrize("path", [LOCK, SERVICES_LOCK], ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize("path", [LOCK, SERVICES_LOCK, HUB_LOCK], ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_entry_is_one_exact_version_with_its_hashes(path):
     pins = read_lock(path)
     assert pins, f"{path} pins nothing"
@@ -117,6 +119,19 @@ def test_the_services_lock_is_the_runtime_part_of_the_full_lock_at_the_same_vers
             f"services/requirements.lock pins {pin.requirement}, requirements.lock does not: run `make lock`"
         )
         assert pin.hashes == full[pin.name, pin.version].hashes, f"the two locks list different files of {pin.name}"
+
+
+def test_the_hub_lock_pins_what_the_hub_image_needs_at_the_full_locks_versions(lock):
+    full = {(pin.name, pin.version): pin for pin in lock}
+    hub = read_lock(HUB_LOCK)
+    for pin in hub:
+        assert (pin.name, pin.version) in full, (
+            f"classroom/hub-requirements.lock pins {pin.requirement}, requirements.lock does not: run `make lock`"
+        )
+        assert pin.hashes == full[pin.name, pin.version].hashes, f"the two locks list different files of {pin.name}"
+    wanted = {canonicalize_name(Requirement(line).name) for line in HUB_REQUIREMENTS.read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    assert wanted <= {pin.name for pin in hub}, "the hub's lock misses what hub-requirements.in asks for: run `make lock`"
 
 
 def test_the_services_lock_covers_the_runtime_dependencies_and_no_extra(services_lock):
