@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cqrs_demo.config import Settings, from_environment
-from support import Background
+from support import Background, remove_namespace
 
 TEST_DATABASE = "cqrs_test"
 
@@ -49,26 +49,7 @@ def settings(base_settings, mongo_url) -> Settings:
     namespace = "t_" + uuid.uuid4().hex[:12]
     settings = base_settings.with_(namespace=namespace, mongo_url=mongo_url, read_wait_seconds=2.0)
     yield settings
-    _remove_namespace(settings)
-
-
-def _remove_namespace(settings: Settings) -> None:
-    from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
-    from cqrs_demo.messaging import topology
-    from cqrs_demo.write.schema import drop_schema
-
-    engine = write_engine(settings)
-    try:
-        drop_schema(settings, engine)
-    finally:
-        engine.dispose()
-    connection = amqp_connection(settings)
-    try:
-        topology.delete_all(connection.channel(), settings)
-    finally:
-        connection.close()
-    with mongo_client(settings) as client:
-        client.drop_database(settings.mongo_database)
+    remove_namespace(settings)
 
 
 @pytest.fixture

@@ -43,6 +43,26 @@ class Background:
         assert not self.thread.is_alive(), f"{self.name} did not stop"
 
 
+def remove_namespace(settings: Settings) -> None:
+    """Everything a namespace created on the servers: its schema, exchanges and queues, and Mongo database."""
+    from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
+    from cqrs_demo.messaging import topology
+    from cqrs_demo.write.schema import drop_schema
+
+    engine = write_engine(settings)
+    try:
+        drop_schema(settings, engine)
+    finally:
+        engine.dispose()
+    connection = amqp_connection(settings)
+    try:
+        topology.delete_all(connection.channel(), settings)
+    finally:
+        connection.close()
+    with mongo_client(settings) as client:
+        client.drop_database(settings.mongo_database)
+
+
 def extra_process(settings: Settings, directory: Path, name: str) -> Process:
     """One more `cqrs-demo serve NAME` beside a stack's own, logging to `extra-NAME.log`; stop it in a finally."""
     return processes.start_service(name, settings, Path(directory) / f"extra-{name}.log")
