@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import math
 import re
 import shutil
@@ -30,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 from nbformat import NotebookNode
+
+from cqrs_demo.runtime.kernel import this_interpreter
 
 NODE_MODULES = Path("build/node/node_modules")
 HTML_MANAGER = Path("@jupyter-widgets/html-manager/dist")
@@ -101,17 +100,6 @@ def estimated_minutes(notebook: NotebookNode) -> int:
 
 # -- running and rendering -----------------------------------------------------------------------
 
-def _this_interpreter(kernel_dir: Path) -> KernelManager:
-    """A kernel manager whose only kernel is this interpreter, whatever kernelspecs the machine has."""
-    spec = kernel_dir / "python3"
-    spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ipykernel)", "language": "python"}))
-    specs = KernelSpecManager(kernel_dirs=[str(kernel_dir)], ensure_native_kernel=False)
-    return KernelManager(kernel_name="python3", kernel_spec_manager=specs)
-
-
 def execute(notebook: NotebookNode, cwd: Path, timeout: int = CELL_TIMEOUT) -> str | None:
     """Run every cell in place, keeping outputs and widget state; the first error's summary, or None.
 
@@ -119,7 +107,7 @@ def execute(notebook: NotebookNode, cwd: Path, timeout: int = CELL_TIMEOUT) -> s
     the error, and the index marks it.
     """
     with tempfile.TemporaryDirectory(prefix="tour-kernel-") as kernel_dir:
-        kernel = _this_interpreter(Path(kernel_dir))
+        kernel = this_interpreter(Path(kernel_dir))
         client = NotebookClient(
             notebook, km=kernel, timeout=timeout,
             resources={"metadata": {"path": str(cwd)}}, store_widget_state=True,
