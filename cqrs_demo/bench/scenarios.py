@@ -1,4 +1,4 @@
-"""The benchmark scenarios. Each starts its own stack, measures, and returns its numbers.
+"""The benchmark scenarios (the classroom's is in `bench.classroom`, the links' in `bench.links`). Each starts its own stack, measures, and returns its numbers.
 
 Every scenario takes `quick`: short runs for the notebook, full runs for `benchmarks/results`.
 """
@@ -16,6 +16,7 @@ import pandas as pd
 import requests
 import sqlalchemy as sa
 
+from cqrs_demo.bench.classroom import classroom
 from cqrs_demo.bench.links import first_command_after_idle, relay_takeover
 from cqrs_demo.bench.record import percentiles
 from cqrs_demo.consistency import wait_until_equal
@@ -348,4 +349,5 @@ SCENARIOS = {
     "relay_wakeup": relay_wakeup,
     "first_command_after_idle": first_command_after_idle,
     "relay_takeover": relay_takeover,
+    "classroom": classroom,
 }
