@@ -1,4 +1,6 @@
-"""The benchmark scenarios (the classroom's is in `bench.classroom`, the links' in `bench.links`). Each starts its own stack, measures, and returns its numbers.
+"""The benchmark scenarios; each starts its own stack, measures, and returns its numbers.
+
+The classroom's scenario lives in `bench.classroom`, the links' in `bench.links`.
 
 Every scenario takes `quick`: short runs for the notebook, full runs for `benchmarks/results`.
 """

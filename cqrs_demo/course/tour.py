@@ -12,6 +12,10 @@ the export is nbconvert's HTML exporter with its widget renderer and require.js 
 local copies beside the pages, fetched by npm into `build/node/` (`make node`), never committed.
 Nothing in a page asks the network for anything.
 
+The notebooks run as the student `tour` (unless CQRS_STUDENT names another), so their stacks
+never meet the instructor's own runs of the same notebooks. Notebooks for the instructor alone
+(`00_instructor`, marked `instructor_only`) are not part of the course, nor of its tour.
+
     python -m cqrs_demo.course.tour [NOTEBOOK ...] [--out build/tour]
 """
 
@@ -34,7 +38,10 @@ from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 from nbformat import NotebookNode
 
+from cqrs_demo import config
+from cqrs_demo.course.edition import instructor_only
 from cqrs_demo.runtime.kernel import this_interpreter
+from cqrs_demo.runtime.processes import child_environment
 
 NODE_MODULES = Path("build/node/node_modules")
 HTML_MANAGER = Path("@jupyter-widgets/html-manager/dist")
@@ -42,6 +49,7 @@ REQUIRE_JS = Path("requirejs/require.js")
 STATIC = "_static"
 FONT_SUFFIXES = {".woff", ".woff2", ".ttf", ".eot", ".svg"}
 CELL_TIMEOUT = 600  # seconds; notebook 08 runs short benchmarks in single cells
+STUDENT = "tour"
 
 # How long a notebook takes a student when it does not say ("*About 25 minutes.*"): reading
 # at 200 words a minute, half a minute per code cell to run it and look at what it shows, and
@@ -106,6 +114,8 @@ def execute(notebook: NotebookNode, cwd: Path, timeout: int = CELL_TIMEOUT) -> s
     A cell that fails does not stop the tour: the page shows the notebook up to that cell, with
     the error, and the index marks it.
     """
+    env = child_environment()
+    env.setdefault(config.variable("student"), STUDENT)
     with tempfile.TemporaryDirectory(prefix="tour-kernel-") as kernel_dir:
         kernel = this_interpreter(Path(kernel_dir))
         client = NotebookClient(
@@ -113,7 +123,7 @@ def execute(notebook: NotebookNode, cwd: Path, timeout: int = CELL_TIMEOUT) -> s
             resources={"metadata": {"path": str(cwd)}}, store_widget_state=True,
         )
         try:
-            client.execute()
+            client.execute(env=env)
         except CellExecutionError as exc:
             return f"{exc.ename}: {exc.evalue}"
         finally:
@@ -231,13 +241,19 @@ def build(notebooks: list[Path], out: Path, node_modules: Path = NODE_MODULES, p
     return chapters
 
 
+def course_notebooks(folder: Path) -> list[Path]:
+    """The numbered notebooks of the course, in order, without those for the instructor alone."""
+    return [path for path in sorted(folder.glob("[0-9]*.ipynb"))
+            if not instructor_only(nbformat.read(path, as_version=4))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
     parser.add_argument("--out", type=Path, default=Path("build/tour"))
     parser.add_argument("--node-modules", type=Path, default=NODE_MODULES)
     arguments = parser.parse_args(argv)
-    notebooks = arguments.notebooks or sorted(Path("notebooks").glob("[0-9]*.ipynb"))
+    notebooks = arguments.notebooks or course_notebooks(Path("notebooks"))
     try:
         chapters = build(notebooks, arguments.out, arguments.node_modules)
     except TourError as exc:

@@ -9,12 +9,11 @@ to each server, the course handed out into each home, the idle culler running as
 
 Two students' servers are spawned through the hub's REST API, with an admin token the overlay
 declares. In each, a kernel is started and driven through the server's REST and websocket API
-(through the hub's proxy, as a browser would): both start a stack at the same time on the same
-PostgreSQL, RabbitMQ and MongoDB, create a product, read it back, and see only their own.
-
-Each student's namespace is set here per user (CQRS_NAMESPACE and CQRS_STUDENT in the spawner's
-environment); the classroom's config leaves that to the package, which derives it from
-JUPYTERHUB_USER.
+(through the hub's proxy, as a browser would): both start notebook 01's stack at the same time
+on the same PostgreSQL, RabbitMQ and MongoDB, create a product, read it back, and see only their
+own. Nothing tells a server who its student is but JupyterHub's JUPYTERHUB_USER: the namespace
+each stack runs in is the package's own derivation from it (`cqrs_demo.classroom.naming`). The
+students' names carry a random suffix, so two runs of this test on the same servers never meet.
 """
 
 from __future__ import annotations
@@ -35,15 +34,16 @@ import psutil
 import pytest
 import requests
 
+from cqrs_demo.classroom import naming
+from cqrs_demo.classroom.reset import reset
 from cqrs_demo.course import edition
 from cqrs_demo.polling import WaitTimeout, wait_until
 from jupyter_browser import free_port
 from node_packages import REPO, node_modules
 from remote_kernel import RemoteKernel
-from support import remove_namespace
 
 CLASSROOM_CONFIG = REPO / "classroom" / "jupyterhub_config.py"
-STUDENTS = ("ada", "grace")
+NOTEBOOK = "nb01"  # the label notebook 01 gives its stack
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -66,13 +66,6 @@ c.JupyterHub.pid_file = {data!r} + "/jupyterhub.pid"
 if os.geteuid() == 0:  # CI and containers run as root; jupyter-server refuses to unless told
     c.Spawner.args = list(c.Spawner.args) + ["--allow-root"]
 
-# Each student's stack in a namespace of this test's own.
-namespaces = {namespaces!r}
-c.Spawner.environment.update({{
-    "CQRS_STUDENT": lambda spawner: spawner.user.name,
-    "CQRS_NAMESPACE": lambda spawner: namespaces[spawner.user.name],
-}})
-
 # The test's admin token.
 c.JupyterHub.services = list(c.JupyterHub.services) + [{{"name": "classroom-test", "api_token": {token!r}}}]
 c.JupyterHub.load_roles = list(c.JupyterHub.load_roles) + [{{
@@ -94,8 +87,8 @@ class Hub:
         self.homes = folder / "homes"
         self.course = folder / "course"
         self.log_path = folder / "jupyterhub.log"
-        run = uuid.uuid4().hex[:8]
-        self.namespaces = {student: f"hub_{run}_{student}" for student in STUDENTS}
+        run = uuid.uuid4().hex[:6]
+        self.students = (f"ada-{run}", f"grace.hopper-{run}")
         self.settings = settings.with_(mongo_url=mongo_url)
         self.process: subprocess.Popen | None = None
         self.http = requests.Session()
@@ -109,7 +102,7 @@ class Hub:
         path.write_text(OVERLAY.format(
             classroom_config=str(CLASSROOM_CONFIG), homes=str(self.homes), hub_port=free_port(),
             proxy_api_port=free_port(), proxy=str(node_modules() / ".bin" / "configurable-http-proxy"),
-            data=str(data), namespaces=self.namespaces, token=self.token))
+            data=str(data), token=self.token))
         return path
 
     def environment(self) -> dict[str, str]:
@@ -180,7 +173,7 @@ class Hub:
         except psutil.Error:
             pass
         if self.process.poll() is None:
-            for student in STUDENTS:  # servers (and their kernels, and their stacks) first
+            for student in self.students:  # servers (and their kernels, and their stacks) first
                 try:
                     self.http.delete(f"{self.url}/hub/api/users/{student}/server", timeout=30)
                 except requests.RequestException:
@@ -204,8 +197,8 @@ def hub(tmp_path_factory, base_settings, mongo_url):
         yield hub.start()
     finally:
         hub.stop()
-        for namespace in hub.namespaces.values():
-            remove_namespace(hub.settings.with_(namespace=namespace))
+        for student in hub.students:
+            print("\n".join(reset(hub.settings, student).lines()))
 
 
 START_A_STACK = textwrap.dedent("""
@@ -215,7 +208,7 @@ START_A_STACK = textwrap.dedent("""
     from cqrs_demo.lab import LabStack, WorkbenchClient
 
     settings = config.from_environment()
-    stack = LabStack(namespace=settings.namespace).start()
+    stack = LabStack("nb01").start()  # as notebook 01 does (NOTEBOOK)
     client = WorkbenchClient.for_stack(stack)
     created = client.create_product(f"Notebook of {settings.student}", "9.99", 3, f"SKU-{settings.student}")
     print(json.dumps({
@@ -236,25 +229,26 @@ READ_IT_BACK = textwrap.dedent("""
 
 
 def test_two_students_servers_each_run_a_stack_of_their_own(hub):
+    students = hub.students
     started = time.monotonic()
-    with ThreadPoolExecutor(len(STUDENTS)) as pool:
-        hub.api("POST", "users", json={"usernames": list(STUDENTS)})
-        servers = dict(zip(STUDENTS, pool.map(hub.spawn, STUDENTS)))
+    with ThreadPoolExecutor(len(students)) as pool:
+        hub.api("POST", "users", json={"usernames": list(students)})
+        servers = dict(zip(students, pool.map(hub.spawn, students)))
         spawned = time.monotonic() - started
 
         # The course is in each home, in the student's edition.
-        for student in STUDENTS:
+        for student in students:
             handed_out = sorted(path.name for path in (hub.homes / student / "course").glob("*.ipynb"))
             assert handed_out == sorted(path.name for path in hub.course.glob("*.ipynb")), student
             assert "BEGIN SOLUTION" not in (hub.homes / student / "course" / "03_events_and_the_projector.ipynb").read_text()
 
-        kernels = {student: RemoteKernel(servers[student], hub.token) for student in STUDENTS}
+        kernels = {student: RemoteKernel(servers[student], hub.token) for student in students}
         try:
             list(pool.map(RemoteKernel.start, kernels.values()))
             # Both stacks start at once, on the same servers.
-            first = dict(zip(STUDENTS, pool.map(lambda k: json.loads(k.run(START_A_STACK)), kernels.values())))
+            first = dict(zip(students, pool.map(lambda k: json.loads(k.run(START_A_STACK)), kernels.values())))
             # Both still running: each reads its own product back, and sees no other.
-            second = dict(zip(STUDENTS, pool.map(lambda k: json.loads(k.run(READ_IT_BACK)), kernels.values())))
+            second = dict(zip(students, pool.map(lambda k: json.loads(k.run(READ_IT_BACK)), kernels.values())))
             for kernel in kernels.values():
                 kernel.run("stack.stop()")
         finally:
@@ -263,10 +257,11 @@ def test_two_students_servers_each_run_a_stack_of_their_own(hub):
     print(f"servers spawned in {spawned:.1f} s; the whole run in {time.monotonic() - started:.1f} s")
 
     shared = [hub.settings.database_url, hub.settings.amqp_url, hub.settings.mongo_url]
-    for student in STUDENTS:
+    assert first[students[0]]["namespace"] != first[students[1]]["namespace"]
+    for student in students:
         seen = first[student]
         assert seen["student"] == seen["jupyterhub_user"] == student
-        assert seen["namespace"] == hub.namespaces[student]
+        assert seen["namespace"] == naming.namespace_for(student, NOTEBOOK)
         assert Path(seen["home"]) == Path(seen["cwd"]) == hub.homes / student
         assert seen["shared"] == shared, "the hub did not hand the shared servers' URLs to the server"
         assert seen["created"] == 201, seen["product"]

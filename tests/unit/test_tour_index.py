@@ -50,8 +50,15 @@ def test_the_estimate_counts_reading_running_and_exercises(words, code_cells, ex
     assert tour.estimated_minutes(nb) == minutes
 
 
+def test_the_tour_is_the_numbered_notebooks_without_the_instructors_own():
+    names = [path.name for path in tour.course_notebooks(ROOT / "notebooks")]
+    assert names == sorted(names) and names[0].startswith("01_")
+    assert "00_instructor.ipynb" not in names
+    assert len(names) == len(list((ROOT / "notebooks").glob("[0-9]*.ipynb"))) - 1
+
+
 def test_every_notebook_of_the_course_has_a_title_and_a_time():
-    for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+    for path in tour.course_notebooks(ROOT / "notebooks"):
         nb = nbformat.read(path, as_version=4)
         assert tour.title_of(nb, "").startswith(path.stem[:2]), f"{path.name} has no numbered heading"
         assert 5 <= tour.estimated_minutes(nb) <= 90, path.name
