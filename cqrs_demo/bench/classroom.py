@@ -3,7 +3,7 @@
 In a class, a student is a Jupyter server, a kernel, and the stack the kernel starts (LabStack:
 command, query, relay and projector), on the PostgreSQL, RabbitMQ and MongoDB the class shares.
 This scenario starts N students side by side on this machine, each a kernel of this interpreter
-running `LabStack` in a namespace of its own, and measures them with `bench.footprint`:
+running `LabStack` in a namespace of its own, and measures them with `bench.process_cost`:
 
 - idle: every stack started, no traffic, for N = 1, 2, 4, 8;
 - active: every kernel updating a product 5 times a second and reading each update back
@@ -31,7 +31,7 @@ import requests
 
 from cqrs_demo import config
 from cqrs_demo.bench.capacity import capacity
-from cqrs_demo.bench.footprint import Footprint, measure, tree
+from cqrs_demo.bench.process_cost import Footprint, measure, tree
 from cqrs_demo.bench.shared_servers import SharedServers
 from cqrs_demo.connections import ensure_database
 from cqrs_demo.polling import wait_until

@@ -18,7 +18,7 @@ import psutil
 import sqlalchemy as sa
 
 from cqrs_demo import config
-from cqrs_demo.bench.footprint import by_name, tree
+from cqrs_demo.bench.process_cost import by_name, tree
 from cqrs_demo.connections import write_engine
 from cqrs_demo.runtime.standin import MongoStandIn
 
@@ -47,7 +47,7 @@ def _connection_memory_kb() -> float | None:
 
 
 class SharedServers:
-    """The processes of the shared servers (`groups`, for `footprint.measure`) and the class's broker memory."""
+    """The processes of the shared servers (`groups`, for `process_cost.measure`) and the class's broker memory."""
 
     def __init__(self, settings: config.Settings, mongo: MongoStandIn | None) -> None:
         self.engine = write_engine(settings)
