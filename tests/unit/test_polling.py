@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from cqrs_demo import polling
@@ -9,16 +12,27 @@ from cqrs_demo.polling import WaitTimeout, wait_until
 
 
 class FakeClock:
-    """`time.monotonic` and `time.sleep` for the polling module: sleeping moves the clock."""
+    """`time.monotonic` and `time.sleep` for the polling module: sleeping moves the clock.
+
+    Patching `time` reaches every thread of the process, and threads other tests leave behind (client
+    monitors, watchers) keep sleeping; they get the real clock, so only this test's waits are counted.
+    """
 
     def __init__(self) -> None:
         self.now = 100.0
         self.sleeps: list[float] = []
+        self._owner = threading.get_ident()
+        self._real_monotonic = time.monotonic
+        self._real_sleep = time.sleep
 
     def monotonic(self) -> float:
+        if threading.get_ident() != self._owner:
+            return self._real_monotonic()
         return self.now
 
     def sleep(self, seconds: float) -> None:
+        if threading.get_ident() != self._owner:
+            return self._real_sleep(seconds)
         self.sleeps.append(seconds)
         self.now += seconds
 
