@@ -5,7 +5,8 @@ run folder with a class namespace), so nothing a class left behind goes unseen. 
 - running: its relay holds the relay lock (naive delivery has no relay) and its projector
   queue has a consumer;
 - partly running: its kernel holds the namespace's lease, but the relay or the projector is
-  not working (paused by the notebook, or crashed): `detail` says which;
+  not working (paused by the notebook, or crashed); or its lease is gone (the kernel died, or
+  stopped it) but the relay or the projector still runs, on its way out: `detail` says which;
 - stopped: its notebook stopped it (the registry says when);
 - gone: nothing runs it and it was never stopped: its kernel died, or only its data is left.
 
@@ -66,6 +67,9 @@ def stack_state(namespace: str, row: dict | None, found: servers.Findings, consu
     if namespace in found.leases:
         missing = [name for name, ok in (("relay", relay_ok), ("projector", projector_ok)) if not ok]
         return "partly running", f"{' and '.join(missing)} not working"
+    left = [name for name, alive in (("relay", namespace in found.relays), ("projector", projector_ok)) if alive]
+    if left:
+        return "partly running", f"stopping: {' and '.join(left)} still running"
     if row and row["stopped_at"] is not None:
         return "stopped", ""
     return "gone", "never stopped: its kernel died" if row else "left on the servers, not in the registry"

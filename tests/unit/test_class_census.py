@@ -33,6 +33,9 @@ def row(delivery="outbox", stopped=False):
     (row("naive"), {NS}, set(), {NAIVE_QUEUE: 1}, ("running", "")),  # naive delivery has no relay
     (row(stopped=True), set(), set(), {}, ("stopped", "")),
     (row(), set(), set(), {}, ("gone", "never stopped: its kernel died")),
+    # Its kernel died, or it was stopped, a moment ago and a service is still on its way out: not gone yet.
+    (row(), set(), {NS}, {OUTBOX_QUEUE: 0}, ("partly running", "stopping: relay still running")),
+    (row(stopped=True), set(), set(), {OUTBOX_QUEUE: 1}, ("partly running", "stopping: projector still running")),
     (None, set(), set(), {}, ("gone", "left on the servers, not in the registry")),
     (None, set(), {NS}, {OUTBOX_QUEUE: 1}, ("running", "")),  # running is what the servers show, record or not
 ])
