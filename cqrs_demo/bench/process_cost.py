@@ -12,23 +12,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, TypeVar
 
 import psutil
 
 MB = 1024 * 1024
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Footprint:
     processes: int
     cpu_cores: float  # CPU seconds per wall second over the window: 1.0 is one core busy
+    cpu_seconds: float  # CPU time spent over the window, user and system
     rss_mb: float
     pss_mb: float | None
     uss_mb: float | None
 
     def as_dict(self) -> dict:
-        return {"processes": self.processes, "cpu_cores": round(self.cpu_cores, 4), "rss_mb": round(self.rss_mb, 1),
+        return {"processes": self.processes, "cpu_cores": round(self.cpu_cores, 4),
+                "cpu_seconds": round(self.cpu_seconds, 3), "rss_mb": round(self.rss_mb, 1),
                 "pss_mb": None if self.pss_mb is None else round(self.pss_mb, 1),
                 "uss_mb": None if self.uss_mb is None else round(self.uss_mb, 1)}
 
@@ -69,10 +73,16 @@ def measure(groups: dict[str, Callable[[], Iterable[psutil.Process]]], seconds: 
     A group is a function giving its processes, asked at the start of the window; a process
     that ends during the window counts for the CPU it had used by its last reading.
     """
+    return measure_while(groups, lambda: time.sleep(seconds))[0]
+
+
+def measure_while(groups: dict[str, Callable[[], Iterable[psutil.Process]]],
+                  action: Callable[[], T]) -> tuple[dict[str, Footprint], T]:
+    """Each group's footprint over the window `action` takes to run, and what `action` returned."""
     members = {name: list(find()) for name, find in groups.items()}
     before = {name: {p.pid: _cpu_seconds(p) for p in procs} for name, procs in members.items()}
     started = time.monotonic()
-    time.sleep(seconds)
+    outcome = action()
     wall = time.monotonic() - started
     footprints = {}
     for name, procs in members.items():
@@ -92,9 +102,9 @@ def measure(groups: dict[str, Callable[[], Iterable[psutil.Process]]], seconds: 
             uss_known &= memory[2] is not None
             pss += memory[1] or 0
             uss += memory[2] or 0
-        footprints[name] = Footprint(alive, cpu / wall, rss / MB, pss / MB if pss_known else None,
+        footprints[name] = Footprint(alive, cpu / wall, cpu, rss / MB, pss / MB if pss_known else None,
                                      uss / MB if uss_known else None)
-    return footprints
+    return footprints, outcome
 
 
 def by_name(name: str) -> list[psutil.Process]:

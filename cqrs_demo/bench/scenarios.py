@@ -19,6 +19,7 @@ import requests
 import sqlalchemy as sa
 
 from cqrs_demo.bench.classroom import classroom
+from cqrs_demo.bench.command_cost import cpu_per_command
 from cqrs_demo.bench.links import first_command_after_idle, relay_takeover
 from cqrs_demo.bench.record import percentiles
 from cqrs_demo.consistency import wait_until_equal
@@ -352,4 +353,5 @@ SCENARIOS = {
     "first_command_after_idle": first_command_after_idle,
     "relay_takeover": relay_takeover,
     "classroom": classroom,
+    "cpu_per_command": cpu_per_command,
 }
