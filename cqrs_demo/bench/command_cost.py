@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import psutil
 import sqlalchemy as sa
 
-from cqrs_demo.bench.process_cost import by_name, measure_while, tree
+from cqrs_demo.bench.process_cost import alive, by_name, measure_while, tree
 from cqrs_demo.bench.record import percentiles
 from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.lab.load import LoadGenerator
@@ -42,14 +42,7 @@ def _postgres_backends(stack: LabStack) -> list[psutil.Process]:
     ports = _client_ports(services, POSTGRES_PORT)
     with stack.engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT pid, client_port FROM pg_stat_activity WHERE client_port IS NOT NULL")).all()
-    found = []
-    for pid, port in rows:
-        if port in ports:
-            try:
-                found.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                pass
-    return found
+    return alive(pid for pid, port in rows if port in ports)
 
 
 def _groups(stack: LabStack) -> dict:

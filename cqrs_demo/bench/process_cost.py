@@ -107,6 +107,17 @@ def measure_while(groups: dict[str, Callable[[], Iterable[psutil.Process]]],
     return footprints, outcome
 
 
+def alive(pids: Iterable[int]) -> list[psutil.Process]:
+    """The processes of these pids that still exist."""
+    found = []
+    for pid in pids:
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def by_name(name: str) -> list[psutil.Process]:
     """Every process with this executable name (`beam.smp`: RabbitMQ's Erlang VM)."""
     return [p for p in psutil.process_iter(["name"]) if p.info["name"] == name]

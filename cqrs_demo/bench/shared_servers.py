@@ -18,7 +18,7 @@ import psutil
 import sqlalchemy as sa
 
 from cqrs_demo import config
-from cqrs_demo.bench.process_cost import by_name, tree
+from cqrs_demo.bench.process_cost import alive, by_name, tree
 from cqrs_demo.connections import write_engine
 from cqrs_demo.runtime.standin import MongoStandIn
 
@@ -59,13 +59,7 @@ class SharedServers:
             pids = conn.execute(sa.text(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )).scalars().all()
-        found = []
-        for pid in pids:
-            try:
-                found.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                pass
-        return found
+        return alive(pids)
 
     def groups(self) -> dict:
         groups = {"postgres": self.postgres_backends, "rabbitmq": lambda: by_name("beam.smp")}
