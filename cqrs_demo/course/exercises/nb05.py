@@ -90,6 +90,11 @@ _EXPECTED = {
 
 def _problem(call: Call, wait: float) -> tuple[str, str] | None:
     """(what the function did wrong in this call, the hint for it), or None."""
+    return _any_call_problem(call) or _SCENARIO_PROBLEMS[call.scenario](call, call.ran.result.status, wait)
+
+
+def _any_call_problem(call: Call) -> tuple[str, str] | None:
+    """What is wrong whatever the scenario: no return, an error, no request, no patience, not an answer."""
     if call.ran is None:
         return f"your function had not returned {call.seconds:.0f} s after it was called", _BUDGET_HINT
     if call.ran.error:
@@ -101,30 +106,41 @@ def _problem(call: Call, wait: float) -> tuple[str, str] | None:
         waited, asked = early
         return (f"it asked again {waited:.2f} s after a 503 whose Retry-After said {asked:g} s "
                 f"({len(call.requests)} requests in {call.seconds:.1f} s)", _RETRY_AFTER_HINT)
-    answer = call.ran.result
-    status = getattr(answer, "status", None)
-    if not isinstance(status, int):
-        return f"it returned {answer!r}, not the query service's answer", _SHAPE_HINT
-    if call.scenario == "behind":
-        if call.resumed_at is not None:
-            return (f"it was still asking {call.resumed_at:.1f} s after it was called, with a budget of "
-                    f"{call.budget:g} s (it returned {status} only once the check let the read model catch up)",
-                    _BUDGET_HINT)
-        if status != 503:
-            return f"it returned {status} for a version the read model does not have", _SHAPE_HINT
-        if call.seconds > call.budget + wait + SLACK:
-            return f"it returned after {call.seconds:.1f} s, well past its budget of {call.budget:g} s", _BUDGET_HINT
-    elif call.scenario == "catches up":
-        version = answer.body.get("version") if status == 200 and isinstance(answer.body, dict) else None
-        if status == 503:
-            return (f"it gave up with a 503 after {len(call.requests)} request(s) and {call.seconds:.1f} s, with "
-                    f"{call.budget - call.seconds:.0f} s of its budget left, while the read model caught up",
-                    _RETRY_HINT)
-        if version is None or version < call.version:
-            return f"it returned {status} with version {version}, not version {call.version}", _SHAPE_HINT
-    elif status != 404 or len(call.requests) != 1:
+    if not isinstance(getattr(call.ran.result, "status", None), int):
+        return f"it returned {call.ran.result!r}, not the query service's answer", _SHAPE_HINT
+    return None
+
+
+def _behind_problem(call: Call, status: int, wait: float) -> tuple[str, str] | None:
+    if call.resumed_at is not None:
+        return (f"it was still asking {call.resumed_at:.1f} s after it was called, with a budget of "
+                f"{call.budget:g} s (it returned {status} only once the check let the read model catch up)",
+                _BUDGET_HINT)
+    if status != 503:
+        return f"it returned {status} for a version the read model does not have", _SHAPE_HINT
+    if call.seconds > call.budget + wait + SLACK:
+        return f"it returned after {call.seconds:.1f} s, well past its budget of {call.budget:g} s", _BUDGET_HINT
+    return None
+
+
+def _catches_up_problem(call: Call, status: int, wait: float) -> tuple[str, str] | None:
+    if status == 503:
+        return (f"it gave up with a 503 after {len(call.requests)} request(s) and {call.seconds:.1f} s, with "
+                f"{call.budget - call.seconds:.0f} s of its budget left, while the read model caught up", _RETRY_HINT)
+    body = call.ran.result.body
+    version = body.get("version") if status == 200 and isinstance(body, dict) else None
+    if version is None or version < call.version:
+        return f"it returned {status} with version {version}, not version {call.version}", _SHAPE_HINT
+    return None
+
+
+def _deleted_problem(call: Call, status: int, wait: float) -> tuple[str, str] | None:
+    if status != 404 or len(call.requests) != 1:
         return f"it returned {status} after {len(call.requests)} requests", _NOT_FOUND_HINT
     return None
+
+
+_SCENARIO_PROBLEMS = {"behind": _behind_problem, "catches up": _catches_up_problem, "deleted": _deleted_problem}
 
 
 def _shown(call: Call) -> str:
