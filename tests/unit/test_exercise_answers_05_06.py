@@ -133,6 +133,12 @@ def test_06_1_its_wrong_answer_fails_on_a_slower_machine_too():
     assert not exercise("06.1").judge(exercise("06.1").wrong_answer, observed=260).passed
 
 
+def test_06_1_the_hint_points_past_the_outage_or_before_the_cut():
+    assert "later updates of a product that missed one" in exercise("06.1").judge(100, observed=205).hint
+    assert "before the broker went away" in exercise("06.1").judge(320, observed=205).hint
+    assert exercise("06.1").judge("many", observed=205).hint == "Give a number (no quotes, no unit)."
+
+
 DRILL_OFF = {"events committed": 20, "events lost": 20, "events applied twice": 0, "events applied out of order": 0}
 DRILL_ON = {"events committed": 20, "events lost": 0, "events applied twice": 0, "events applied out of order": 0}
 
