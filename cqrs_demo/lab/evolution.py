@@ -11,7 +11,8 @@ history grows, done to a notebook's `LabStack` while it keeps serving:
 - `prune_published`, `rebuild_from_log`: retention moves published rows out of the outbox, and
   the read model is still rebuilt from every event ever committed;
 - `send_again`: one command retried with the same `Idempotency-Key`;
-- `watermark_and_newest`: the position the read model is complete up to, beside the newest one.
+- `watermark_and_newest`, `watermark_caught_up`: the position the read model is complete up to,
+  beside the newest one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import timedelta
 import pandas as pd
 
 from cqrs_demo.consistency import wait_until_equal
+from cqrs_demo.polling import wait_until
 from cqrs_demo.messaging import events
 from cqrs_demo.read import poison
 from cqrs_demo.read.projector import Projector
@@ -57,10 +59,10 @@ def write_product_events(stack, version: int) -> None:
 class OldProjector:
     """The stack's projector, replaced by one that knows only version 1 of the product events.
 
-    `start()` (or `with OldProjector(stack):`) pauses the stack's projector process and consumes the same queue
-    from a thread of this kernel, with an upcaster registry cut down to version 1; `stop()`:
-    the old projector stops (what it has not acknowledged goes back to the queue) and the stack's
-    own projector, which knows version 2, starts again and settles what the old one held.
+    `start()` (or `with OldProjector(stack):`) pauses the stack's projector process and consumes
+    the same queue from a thread of this kernel, with an upcaster registry cut down to version 1.
+    `stop()` stops it (what it has not acknowledged goes back to the queue) and starts the
+    stack's own projector again, which knows version 2 and settles what the old one held.
     """
 
     def __init__(self, stack) -> None:
@@ -150,3 +152,13 @@ def watermark_and_newest(stack, client) -> dict[str, int]:
     newest = stack.sql("SELECT coalesce(max(position), 0) AS p FROM "
                        "(SELECT position FROM outbox UNION ALL SELECT position FROM event_log) AS e").p[0]
     return {"watermark": int(watermark), "newest_position": int(newest)}
+
+
+def watermark_caught_up(stack, client, timeout: float = 30.0) -> dict[str, int]:
+    """Wait until the watermark has reached the newest committed position; both, as then read."""
+
+    def caught_up() -> dict[str, int] | None:
+        mark = watermark_and_newest(stack, client)
+        return mark if mark["watermark"] >= mark["newest_position"] else None
+
+    return wait_until(caught_up, timeout, what="the watermark to reach the newest committed position")

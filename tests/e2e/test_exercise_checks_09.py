@@ -16,7 +16,7 @@ from cqrs_demo.course import exercise
 from cqrs_demo.course.exercises.nb09 import _price_only, watermark_place
 from cqrs_demo.lab.client import WorkbenchClient
 from cqrs_demo.lab.evolution import (OldProjector, events_table, held_streams, send_again, watermark_and_newest,
-                                     write_product_events)
+                                     watermark_caught_up, write_product_events)
 from cqrs_demo.polling import wait_until
 
 from lab_fixtures import LabStacks, unpublished
@@ -128,12 +128,7 @@ def test_09_2_five_keyed_sends_place_one_order_and_another_body_is_refused(evolv
 
 def test_09_3_the_watermark_waits_while_the_projector_is_paused(evolved):
     stack, client, mug = evolved["stack"], evolved["client"], evolved["mug"]
-
-    def caught_up():
-        mark = watermark_and_newest(stack, client)
-        return mark if mark["watermark"] >= mark["newest_position"] else None
-
-    before = wait_until(caught_up, 30, what="the watermark to reach the newest position")
+    before = watermark_caught_up(stack, client)
     stack.pause("projector")
     try:
         for _ in range(3):
@@ -146,4 +141,4 @@ def test_09_3_the_watermark_waits_while_the_projector_is_paused(evolved):
     assert observed == "where it was before the pause" and paused["newest_position"] > before["watermark"]
     assert exercise("09.3").judge("where it was before the pause", observed=observed).passed
     assert not exercise("09.3").judge(exercise("09.3").wrong_answer, observed=observed).passed
-    wait_until(caught_up, 30, what="the watermark to catch up")
+    watermark_caught_up(stack, client)
