@@ -65,6 +65,9 @@ class OldProjector:
     stack's own projector again, which knows version 2 and settles what the old one held.
     """
 
+    # The one running per namespace: a cell run again must not leave a second one consuming.
+    _running: dict[str, "OldProjector"] = {}
+
     def __init__(self, stack) -> None:
         self.stack = stack
         self._stop = threading.Event()
@@ -72,16 +75,24 @@ class OldProjector:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "OldProjector":
+        earlier = self._running.get(self.stack.settings.namespace)
+        if earlier is not None:
+            earlier._halt()
         self.stack.pause("projector")
         self._stop.clear()
         self._projector = Projector(self.stack.settings, upcasters=UPCASTERS.knowing_only(VERSION_1_ONLY))
         self._thread = threading.Thread(target=self._projector.run, args=(self._stop,), name="old projector",
                                         daemon=True)
         self._thread.start()
+        self._running[self.stack.settings.namespace] = self
         return self
 
     def stop(self) -> None:
         """Stop the old projector and start the stack's own again (it knows version 2)."""
+        self._halt()
+        self.stack.resume("projector")
+
+    def _halt(self) -> None:
         if self._thread is not None:
             self._stop.set()
             self._thread.join(30)
@@ -89,7 +100,8 @@ class OldProjector:
                 raise RuntimeError("the old projector did not stop within 30 s")
             self._projector.client.close()
             self._thread = None
-        self.stack.resume("projector")
+        if self._running.get(self.stack.settings.namespace) is self:
+            del self._running[self.stack.settings.namespace]
 
     def __enter__(self) -> "OldProjector":
         return self.start()
