@@ -15,7 +15,7 @@ from cqrs_demo.connections import mongo_client
 from cqrs_demo.errors import InvalidParameter, NotFound, ReadModelBehind
 from cqrs_demo.etags import etag
 from cqrs_demo.openapi import Link, Reply, operation
-from cqrs_demo.read import queries, views
+from cqrs_demo.read import generations, queries, views
 from cqrs_demo.read.params import (
     NoParams,
     OrderListParams,
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or config_module.from_environment()
     client = mongo_client(settings)
     wait_for("MongoDB", lambda: client.admin.command("ping"), MONGODB_DOWN)
-    db = client[settings.mongo_database]
+    db = generations.Following(client[settings.mongo_database])  # reads follow a rebuild's switch
     app = routes(settings, probe=lambda: client.admin.command("ping"))
     app.extensions["cqrs"] = {"settings": settings, "db": db, "watch": VersionWatch(db)}
     web.add_openapi(app, *_ABOUT)
