@@ -143,6 +143,36 @@ def top_product_view(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class Rebuild(BaseModel):
+    """A rebuild of the read model: the generation it builds, and how far it got."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generation: Annotated[int, Field(ge=1)]
+    state: Literal["building", "switched", "failed"]
+    started_at: datetime | None
+    finished_at: datetime | None
+    replayed: Count = Field(description="events applied to the new generation so far")
+    total: Count = Field(description="events in the log when it started")
+    failed_position: Count | None = Field(description="the position of the event it could not apply")
+    error: str | None
+
+
+def rebuild_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not doc:
+        return None
+    return {
+        "generation": doc["generation"],
+        "state": doc["state"],
+        "started_at": instant(doc.get("started_at")),
+        "finished_at": instant(doc.get("finished_at")),
+        "replayed": doc.get("replayed", 0),
+        "total": doc.get("total", 0),
+        "failed_position": doc.get("failed_position"),
+        "error": doc.get("error"),
+    }
+
+
 class ProjectionStatus(BaseModel):
     """The projector's status record: what it applied, skipped, and how far behind the read side is.
 
@@ -168,15 +198,19 @@ class ProjectionStatus(BaseModel):
     relay_checked_at: datetime | None = Field(description="when the relay last looked at the outbox")
     last_lag_ms: float | None = Field(description="commit-to-apply time of the last batch, ms")
     updated_at: datetime | None
+    generation: Count = Field(description="the read model's live generation: how many rebuilds it has switched to")
+    rebuild: Rebuild | None = Field(description="the rebuild under way, if one is")
+    last_rebuild: Rebuild | None = Field(description="the last rebuild that ended, switched or failed")
 
 
 _COUNTERS = ["applied", "duplicates", "gaps", "reapplied", "overwrote_newer", "dead_lettered", "parked"]
 
 
 def projection_status_view(doc: dict[str, Any], mark: dict[str, Any] | None = None,
-                           relay: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The status record, the watermark record and the relay's report, as `/api/projection` serves them."""
-    mark, relay = mark or {}, relay or {}
+                           relay: dict[str, Any] | None = None, pointer: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The status record, the watermark record, the relay's report and the generation pointer,
+    as `/api/projection` serves them."""
+    mark, relay, pointer = mark or {}, relay or {}, pointer or {}
     oldest = relay.get("oldest_unpublished_at")
     return {
         **{name: doc.get(name, 0) for name in _COUNTERS},
@@ -188,6 +222,9 @@ def projection_status_view(doc: dict[str, Any], mark: dict[str, Any] | None = No
         "relay_checked_at": instant(relay.get("checked_at")),
         "last_lag_ms": doc.get("last_lag_ms"),
         "updated_at": instant(doc.get("updated_at")),
+        "generation": pointer.get("live", 0),
+        "rebuild": rebuild_view(pointer.get("rebuild")),
+        "last_rebuild": rebuild_view(pointer.get("last_rebuild")),
     }
 
 
