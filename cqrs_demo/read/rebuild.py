@@ -64,7 +64,9 @@ class RebuildInProgress(Exception):
 def rebuild(engine, db, progress: Progress | None = None, grace_seconds: float = GRACE_SECONDS) -> dict[str, int]:
     """Rebuild the read model beside the live one and switch to it; counts of each outcome."""
     total = count_events(engine)
-    old, new = _claim(db, total)
+    claimed = _report("building", total)
+    old, new = _claim(db, claimed)
+    claimed["generation"] = new
     target = ReadModel(db, new)
     replay = _Replay(db, target, progress)
     try:
@@ -73,9 +75,9 @@ def rebuild(engine, db, progress: Progress | None = None, grace_seconds: float =
         replay.apply_all(event_log(engine))
         replay.apply_all(events_at(engine, positions(engine) - replay.seen))
     except BaseException as exc:
-        _abandon(db, target, old, replay, exc)
+        _abandon(db, target, old, {**claimed, "replayed": replay.replayed}, exc)
         raise
-    finished = {**_report(new, "switched", replay.replayed, total), "finished_at": generations.now()}
+    finished = {**claimed, "state": "switched", "replayed": replay.replayed, "finished_at": generations.now()}
     if not generations.switch(db, old, new, finished):
         target.drop()
         raise RebuildInProgress(f"the live generation changed from {old} during the rebuild; generation {new} dropped")
@@ -114,12 +116,12 @@ class _Replay:
                 generations.report_progress(self.db, self.target.generation, self.replayed)
 
 
-def _claim(db, total: int) -> tuple[int, int]:
+def _claim(db, report: dict) -> tuple[int, int]:
     current = generations.ensure_pointer(db)
     if current.building is not None and not _stale(db):
         raise RebuildInProgress(f"generation {current.building} is being built by another rebuild")
     new = current.live + 1
-    if not generations.claim_building(db, current, _report(new, "building", 0, total)):
+    if not generations.claim_building(db, current, {**report, "generation": new}):
         raise RebuildInProgress("another rebuild started at the same moment")
     return current.live, new
 
@@ -136,14 +138,14 @@ def _stale(db) -> bool:
     return generations.now() - beat > STALE_AFTER
 
 
-def _report(generation: int, state: str, replayed: int, total: int) -> dict:
+def _report(state: str, total: int) -> dict:
     started = generations.now()
-    return {"generation": generation, "state": state, "started_at": started, "heartbeat_at": started,
-            "replayed": replayed, "total": total, "failed_position": None, "error": None}
+    return {"state": state, "started_at": started, "heartbeat_at": started,
+            "replayed": 0, "total": total, "failed_position": None, "error": None}
 
 
-def _abandon(db, target: ReadModel, live: int, replay: _Replay, exc: BaseException) -> None:
-    report = {**_report(target.generation, "failed", replay.replayed, 0), "finished_at": generations.now(),
+def _abandon(db, target: ReadModel, live: int, claimed: dict, exc: BaseException) -> None:
+    report = {**claimed, "generation": target.generation, "state": "failed", "finished_at": generations.now(),
               "failed_position": getattr(exc, "position", None), "error": (str(exc) or repr(exc))[:500]}
     generations.abandon(db, target.generation, report)
     target.drop()
