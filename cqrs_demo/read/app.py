@@ -156,11 +156,11 @@ def top_products():
 
 @api.get("/api/projection")
 @operation(
-    summary="The projector's status record",
+    summary="The projector's status record, and the read model's generation and rebuilds",
     query=NoParams,
-    replies=[Reply(200, "its counters and lag", views.ProjectionStatus)],
+    replies=[Reply(200, "its counters and lag, the live generation, the rebuild under way or the last one", views.ReadModelStatus)],
     errors=[InvalidParameter],
 )
 def projection_status():
     parse(NoParams, request.args)
-    return jsonify(queries.projection_status(_db()))
+    return jsonify(queries.read_model_status(_db()))

@@ -40,12 +40,13 @@ from cqrs_demo.messaging import headers as message_headers
 from cqrs_demo.messaging import topology
 from cqrs_demo.messaging.backoff import Backoff
 from cqrs_demo.messaging.events import Event, MalformedEvent
-from cqrs_demo.read import attempts, audit, generations, poison, projection, watermark
+from cqrs_demo.read import attempts, audit, poison, projection, watermark
 from cqrs_demo.read.audit import APPLICATIONS
 from cqrs_demo.read.batch import project_batch
 from cqrs_demo.read.delivery import Delivery, read_delivery
 from cqrs_demo.read.upcasting import UPCASTERS, UnknownSchemaVersion, Upcasters
 from cqrs_demo.read.versioned import Outcome
+from cqrs_demo.read.generations import Following, apply_to_building
 from cqrs_demo.startup import MONGODB_DOWN, wait_for
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Projector:
         self.upcasters = upcasters or UPCASTERS
         self.client = mongo_client(settings)
         # The live generation's collections, followed across a rebuild's switch (`generations`).
-        self.db = generations.Following(self.client[settings.mongo_database])
+        self.db = Following(self.client[settings.mongo_database])
         self.counts: dict[str, int] = {}
         self._pending: list = []
         self._stop = threading.Event()
@@ -77,7 +78,7 @@ class Projector:
         """Apply one event and record it in the status (and, when auditing, the application log)."""
         event = self.upcasters.upcast(event)
         outcome = projection.project(self.db, event, self._trace(headers), dedup=self.settings.projector_dedup)
-        generations.apply_to_building(self.db, [event])
+        apply_to_building(self.db, [event])
         self._record([(event, outcome, headers or {})])
         return outcome
 
@@ -95,7 +96,7 @@ class Projector:
     def _apply_all(self, deliveries: list[Delivery]) -> list:
         failpoints.trip_applying(self.settings, {d.event.event_id for d in deliveries})
         items = [(d.event, self._trace(d.headers)) for d in deliveries]
-        generations.apply_to_building(self.db, [d.event for d in deliveries])
+        apply_to_building(self.db, [d.event for d in deliveries])
         if self.settings.projector_dedup:
             return project_batch(self.db, items)
         results = []

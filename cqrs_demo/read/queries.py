@@ -10,10 +10,11 @@ from typing import Any
 
 from cqrs_demo.errors import NotFound, ReadModelBehind
 from cqrs_demo.messaging.product import cents
-from cqrs_demo.read import generations, projection
+from cqrs_demo.read import projection
 from cqrs_demo.read.params import OrderListParams, ProductListParams
-from cqrs_demo.read.views import order_view, product_view, projection_status_view, top_product_view
+from cqrs_demo.read.views import order_view, product_view, projection_status_view, read_model_status_view, top_product_view
 from cqrs_demo.read.waiting import VersionWatch
+from cqrs_demo.read.generations import POINTER
 
 # Sorting uses the plain `id` field every document carries beside `_id`: the same number, but
 # some MongoDB-compatible servers order `_id` values as text (1, 10, 2), never a plain field.
@@ -72,12 +73,9 @@ def top_products(db, limit: int) -> list[dict[str, Any]]:
 
 
 def projection_status(db) -> dict[str, Any]:
-    """The projector's status record, the watermark (`read.watermark`), the relay's report, and
-    the read model's generation with the rebuild under way or the last one (`read.generations`)."""
-    names = ["projector", "watermark", "relay", generations.POINTER]
-    docs = {doc["_id"]: doc for doc in db[projection.STATUS].find({"_id": {"$in": names}})}
-    return projection_status_view(docs.get("projector", {}), docs.get("watermark", {}), docs.get("relay", {}),
-                                  docs.get(generations.POINTER, {}))
+    """The projector's status record, the watermark (`read.watermark`), and the relay's report."""
+    docs = {doc["_id"]: doc for doc in db[projection.STATUS].find({"_id": {"$in": ["projector", "watermark", "relay"]}})}
+    return projection_status_view(docs.get("projector", {}), docs.get("watermark", {}), docs.get("relay", {}))
 
 
 def _wait_for(watch: VersionWatch, collection: str, doc_id: int, min_version: int | None,
@@ -102,3 +100,10 @@ def _wait_for(watch: VersionWatch, collection: str, doc_id: int, min_version: in
         read_model_version=version,
         min_version=min_version,
     )
+
+
+def read_model_status(db) -> dict[str, Any]:
+    """`projection_status`, and the read model's live generation with the rebuild under way or the
+    last one (`read.generations`)."""
+    pointer = db[projection.STATUS].find_one({"_id": POINTER}) or {}
+    return read_model_status_view(projection_status(db), pointer)

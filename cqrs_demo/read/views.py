@@ -143,6 +143,73 @@ def top_product_view(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class ProjectionStatus(BaseModel):
+    """The projector's status record: what it applied, skipped, and how far behind the read side is.
+
+    Alert on `watermark` (with the outbox's latest position), `oldest_unpublished_age_s` and
+    `queue_depth`; `max_applied_position` is a maximum, not a promise about the events below it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    applied: Count
+    duplicates: Count
+    gaps: Count
+    reapplied: Count
+    overwrote_newer: Count
+    dead_lettered: Count
+    parked: Count
+    watermark: Count = Field(description="every outbox event at or below this position is applied")
+    max_applied_position: Count = Field(
+        description="the highest outbox position applied: a maximum; events below it may still be missing")
+    queue_depth: Count | None = Field(description="events waiting in the projector queue, as last measured")
+    oldest_unpublished_age_s: float = Field(
+        ge=0, description="seconds the oldest event not yet published has waited, from the relay's last report")
+    relay_checked_at: datetime | None = Field(description="when the relay last looked at the outbox")
+    last_lag_ms: float | None = Field(description="commit-to-apply time of the last batch, ms")
+    updated_at: datetime | None
+
+
+_COUNTERS = ["applied", "duplicates", "gaps", "reapplied", "overwrote_newer", "dead_lettered", "parked"]
+
+
+def projection_status_view(doc: dict[str, Any], mark: dict[str, Any] | None = None,
+                           relay: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The status record, the watermark record and the relay's report, as `/api/projection` serves them."""
+    mark, relay = mark or {}, relay or {}
+    oldest = relay.get("oldest_unpublished_at")
+    return {
+        **{name: doc.get(name, 0) for name in _COUNTERS},
+        "watermark": mark.get("position", 0),
+        "max_applied_position": doc.get("max_applied_position", 0),
+        "queue_depth": doc.get("queue_depth"),
+        # Computed now, not stored: it keeps growing while a stuck relay reports nothing.
+        "oldest_unpublished_age_s": _age_seconds(oldest) if oldest is not None else 0.0,
+        "relay_checked_at": instant(relay.get("checked_at")),
+        "last_lag_ms": doc.get("last_lag_ms"),
+        "updated_at": instant(doc.get("updated_at")),
+    }
+
+
+def _age_seconds(when: Any) -> float:
+    if isinstance(when, str):  # the MongoDB stand-in hands back datetimes set by an update as text
+        when = datetime.fromisoformat(when)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return round(max(0.0, (datetime.now(timezone.utc) - when).total_seconds()), 3)
+
+
+class DocumentHeaders(BaseModel):
+    etag: str = Field(alias="ETag", pattern=ETAG_PATTERN, description="the document's version, quoted")
+    read_model_version: int = Field(alias="X-Read-Model-Version", ge=1, description="the document's version")
+
+
+class PageHeaders(BaseModel):
+    total: int = Field(alias="X-Total-Count", ge=0, description="matches before paging")
+    limit: int = Field(alias="X-Limit", ge=1, description="the page size used")
+    offset: int = Field(alias="X-Offset", ge=0, description="the offset used")
+
+
 class Rebuild(BaseModel):
     """A rebuild of the read model: the generation it builds, and how far it got."""
 
@@ -173,75 +240,19 @@ def rebuild_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-class ProjectionStatus(BaseModel):
-    """The projector's status record: what it applied, skipped, and how far behind the read side is.
+class ReadModelStatus(ProjectionStatus):
+    """`/api/projection`: the projector's status record, and the read model's generation (`read.generations`)."""
 
-    Alert on `watermark` (with the outbox's latest position), `oldest_unpublished_age_s` and
-    `queue_depth`; `max_applied_position` is a maximum, not a promise about the events below it.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    applied: Count
-    duplicates: Count
-    gaps: Count
-    reapplied: Count
-    overwrote_newer: Count
-    dead_lettered: Count
-    parked: Count
-    watermark: Count = Field(description="every outbox event at or below this position is applied")
-    max_applied_position: Count = Field(
-        description="the highest outbox position applied: a maximum; events below it may still be missing")
-    queue_depth: Count | None = Field(description="events waiting in the projector queue, as last measured")
-    oldest_unpublished_age_s: float = Field(
-        ge=0, description="seconds the oldest event not yet published has waited, from the relay's last report")
-    relay_checked_at: datetime | None = Field(description="when the relay last looked at the outbox")
-    last_lag_ms: float | None = Field(description="commit-to-apply time of the last batch, ms")
-    updated_at: datetime | None
     generation: Count = Field(description="the read model's live generation: how many rebuilds it has switched to")
     rebuild: Rebuild | None = Field(description="the rebuild under way, if one is")
     last_rebuild: Rebuild | None = Field(description="the last rebuild that ended, switched or failed")
 
 
-_COUNTERS = ["applied", "duplicates", "gaps", "reapplied", "overwrote_newer", "dead_lettered", "parked"]
-
-
-def projection_status_view(doc: dict[str, Any], mark: dict[str, Any] | None = None,
-                           relay: dict[str, Any] | None = None, pointer: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The status record, the watermark record, the relay's report and the generation pointer,
-    as `/api/projection` serves them."""
-    mark, relay, pointer = mark or {}, relay or {}, pointer or {}
-    oldest = relay.get("oldest_unpublished_at")
+def read_model_status_view(status: dict[str, Any], pointer: dict[str, Any]) -> dict[str, Any]:
+    """The projector's status (`projection_status_view`) with the generation pointer's news."""
     return {
-        **{name: doc.get(name, 0) for name in _COUNTERS},
-        "watermark": mark.get("position", 0),
-        "max_applied_position": doc.get("max_applied_position", 0),
-        "queue_depth": doc.get("queue_depth"),
-        # Computed now, not stored: it keeps growing while a stuck relay reports nothing.
-        "oldest_unpublished_age_s": _age_seconds(oldest) if oldest is not None else 0.0,
-        "relay_checked_at": instant(relay.get("checked_at")),
-        "last_lag_ms": doc.get("last_lag_ms"),
-        "updated_at": instant(doc.get("updated_at")),
+        **status,
         "generation": pointer.get("live", 0),
         "rebuild": rebuild_view(pointer.get("rebuild")),
         "last_rebuild": rebuild_view(pointer.get("last_rebuild")),
     }
-
-
-def _age_seconds(when: Any) -> float:
-    if isinstance(when, str):  # the MongoDB stand-in hands back datetimes set by an update as text
-        when = datetime.fromisoformat(when)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return round(max(0.0, (datetime.now(timezone.utc) - when).total_seconds()), 3)
-
-
-class DocumentHeaders(BaseModel):
-    etag: str = Field(alias="ETag", pattern=ETAG_PATTERN, description="the document's version, quoted")
-    read_model_version: int = Field(alias="X-Read-Model-Version", ge=1, description="the document's version")
-
-
-class PageHeaders(BaseModel):
-    total: int = Field(alias="X-Total-Count", ge=0, description="matches before paging")
-    limit: int = Field(alias="X-Limit", ge=1, description="the page size used")
-    offset: int = Field(alias="X-Offset", ge=0, description="the offset used")
