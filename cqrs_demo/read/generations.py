@@ -15,6 +15,7 @@ attempt counts, the audit) describe the projector, not one generation, and are s
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +25,7 @@ from cqrs_demo.read import projection
 from cqrs_demo.read.batch import project_batch
 
 POINTER = "generation"
+REFRESH_SECONDS = 0.5  # the longest a follower goes on with a pointer it read
 GENERATIONAL = (projection.PRODUCTS, projection.SALES, projection.ORDERS)
 
 
@@ -74,21 +76,34 @@ class ReadModel:
 
 
 class Following:
-    """A database whose read-model collections are the live generation's *at each access*.
+    """A database whose read-model collections are the live generation's, as of a recent look.
 
-    For whoever holds a database for long (a service, the projector, a notebook): the pointer
-    is read every time a read-model collection is asked for, so a switch is seen by the very
-    next query. One small read of the status collection per access buys that; a cache would
-    let a writer keep writing into a generation already switched away from.
+    For whoever holds a database for long (a service, the projector, a notebook). With
+    `refresh_seconds=0` the pointer is read every time a read-model collection is asked for, so
+    a switch is seen by the very next query. A busy writer (the projector) reads it at most every
+    `refresh_seconds` (at most `REFRESH_SECONDS`): a rebuild waits that long after its switch
+    before its last catch-up, so whatever such a writer applied to the old generation alone is
+    caught up.
     """
 
-    def __init__(self, db) -> None:
+    def __init__(self, db, refresh_seconds: float = 0.0) -> None:
+        if refresh_seconds > REFRESH_SECONDS:
+            raise ValueError(f"a follower may keep the pointer {REFRESH_SECONDS}s at most, not {refresh_seconds}s")
         self.database = raw(db)
+        self.refresh_seconds = refresh_seconds
+        self._pointer: Pointer | None = None
+        self._looked_at = 0.0
+
+    def pointer(self) -> Pointer:
+        now = time.monotonic()  # taken before the read: the pointer is at least this recent
+        if self._pointer is None or now - self._looked_at >= self.refresh_seconds:
+            self._pointer, self._looked_at = pointer(self.database), now
+        return self._pointer
 
     def __getitem__(self, name: str):
         if name not in GENERATIONAL:
             return self.database[name]
-        return self.database[collection_name(name, pointer(self.database).live)]
+        return self.database[collection_name(name, self.pointer().live)]
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self.database, attribute)
@@ -100,8 +115,8 @@ def live(db) -> ReadModel:
 
 
 def building(db) -> ReadModel | None:
-    """The generation a rebuild is filling, if one runs."""
-    generation = pointer(db).building
+    """The generation a rebuild is filling, if one runs (as of the follower's last look)."""
+    generation = (db.pointer() if isinstance(db, Following) else pointer(db)).building
     return None if generation is None else ReadModel(db, generation)
 
 

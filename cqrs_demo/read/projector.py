@@ -46,7 +46,7 @@ from cqrs_demo.read.batch import project_batch
 from cqrs_demo.read.delivery import Delivery, read_delivery
 from cqrs_demo.read.upcasting import UPCASTERS, UnknownSchemaVersion, Upcasters
 from cqrs_demo.read.versioned import Outcome
-from cqrs_demo.read.generations import Following, apply_to_building
+from cqrs_demo.read.generations import REFRESH_SECONDS, Following, apply_to_building
 from cqrs_demo.startup import MONGODB_DOWN, wait_for
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Projector:
         self.upcasters = upcasters or UPCASTERS
         self.client = mongo_client(settings)
         # The live generation's collections, followed across a rebuild's switch (`generations`).
-        self.db = Following(self.client[settings.mongo_database])
+        self.db = Following(self.client[settings.mongo_database], refresh_seconds=REFRESH_SECONDS)
         self.counts: dict[str, int] = {}
         self._pending: list = []
         self._stop = threading.Event()

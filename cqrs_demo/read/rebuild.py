@@ -12,10 +12,10 @@ serving reads and the projector keeps it current:
    position, so a transaction that committed late with a low position is not missed);
 4. switch the pointer from g to g+1 with a compare-and-set: readers move to the new model at
    their next query;
-5. catch up once more, now into the live g+1: an event the projector applied to g alone,
-   just before the switch, is applied again here (a projector that read the pointer before
-   the switch may have written to g alone);
-6. after a grace period for reads already under way on g, drop g.
+5. wait a grace period, for reads already under way on g to finish and for every follower of
+   the pointer (`generations.Following`) to have read it again;
+6. catch up once more, now into the live g+1: an event that a projector still holding the old
+   pointer applied to g, and not to g+1 (a gap there), is applied here; then drop g.
 
 Every write is version-checked, so the replay, the catch-ups and the projector can apply the
 same event in any order and each lands once. Until step 4 the live generation is never
@@ -81,9 +81,10 @@ def rebuild(engine, db, progress: Progress | None = None, grace_seconds: float =
     if not generations.switch(db, old, new, finished):
         target.drop()
         raise RebuildInProgress(f"the live generation changed from {old} during the rebuild; generation {new} dropped")
+    # Reads under way on the old generation finish, and every follower's pointer is renewed.
+    time.sleep(max(grace_seconds, generations.REFRESH_SECONDS))
     replay.apply_all(events_at(engine, positions(engine) - replay.seen), after_switch=True)
     _settle_held_streams(target)
-    time.sleep(grace_seconds)
     ReadModel(db, old).drop()
     return replay.counts
 

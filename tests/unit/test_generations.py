@@ -71,3 +71,15 @@ def test_dropping_a_generation_leaves_the_others_and_the_shared_records(db):
     assert db["products"].find_one({"_id": 1}) is None
     assert db["products_g1"].find_one({"_id": 1}) is not None
     assert db[poison.POISONED].find_one({"_id": "product:1"}) is not None
+
+
+def test_a_busy_follower_keeps_the_pointer_it_read_for_a_bounded_time(db):
+    busy = Following(db, refresh_seconds=generations.REFRESH_SECONDS)
+    assert busy[projection.PRODUCTS].name == "products"
+    generations.claim_building(db, generations.ensure_pointer(db), {"generation": 1})
+    generations.switch(db, old=0, new=1, report={})
+    # Still the old generation: the rebuild's last catch-up waits out this refresh.
+    assert busy[projection.PRODUCTS].name == "products"
+    assert Following(db)[projection.PRODUCTS].name == "products_g1"
+    with pytest.raises(ValueError):
+        Following(db, refresh_seconds=generations.REFRESH_SECONDS * 2)
