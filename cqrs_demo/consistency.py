@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from cqrs_demo.messaging import product
 from cqrs_demo.polling import WaitTimeout, wait_until
-from cqrs_demo.read import projection
+from cqrs_demo.read import generations, projection
 from cqrs_demo.write.schema import order_lines, orders, outbox, products
 
 # What the read model must hold for each product: its fields, stored as the projector stores them.
@@ -89,6 +89,7 @@ def _compare(kind: str, written: dict[int, dict], read: dict[int, dict], fields)
 
 
 def compare(engine, db) -> dict[str, Any]:
+    db = generations.live(db)  # one generation throughout, even if a rebuild switches meanwhile
     with engine.connect() as conn:
         write_products = _write_products(conn)
         write_orders = _write_orders(conn)

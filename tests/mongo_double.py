@@ -5,7 +5,7 @@
 MongoDB's documented semantics: a unique `_id` (DuplicateKeyError), conditional `update_one`
 with `matched_count`, upserts (fields from the filter's equalities, then `$setOnInsert`),
 `$set`, `$inc`, `$max`, `$push` with `$each`/`$slice`, `find_one_and_update` returning the
-document before the update, and `bulk_write` in ordered and unordered mode (BulkWriteError with
+document before the update, `drop`, and `bulk_write` in ordered and unordered mode (BulkWriteError with
 the counts of what did land). It returns pymongo's own result and error types, so the code under
 test cannot tell the difference for these calls.
 
@@ -65,6 +65,11 @@ class FakeCollection:
         return sum(1 for doc in self.docs.values() if _matches(doc, filter))
 
     # -- writes ---------------------------------------------------------------------------------
+
+    def drop(self) -> None:
+        """Gone with its documents, as MongoDB drops a collection; dropping none is no error."""
+        self.docs.clear()
+        self.created = False
 
     def insert_one(self, document: Mapping[str, Any]) -> InsertOneResult:
         return InsertOneResult(self._insert(document), acknowledged=True)

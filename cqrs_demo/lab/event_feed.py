@@ -7,7 +7,8 @@ A new read view has two ways to get its events, and needs both:
 - `event_log(stack)`: every event ever committed, oldest first: those still in the outbox and
   those moved to the archive (`write.event_log`), as one log. That is how a view that starts
   today learns about products created last year: it is rebuilt from the log, as `cqrs-demo
-  rebuild` rebuilds the read model.
+  rebuild` rebuilds the read model (into a new generation beside the live one, see
+  `read.generations`).
 """
 
 from __future__ import annotations

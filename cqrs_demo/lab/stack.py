@@ -23,6 +23,7 @@ from cqrs_demo.classroom import counters, naming
 from cqrs_demo.classroom.seat import Seat
 from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
 from cqrs_demo.messaging import topology
+from cqrs_demo.read import generations
 from cqrs_demo.lab.proxy import LinkProxy
 from cqrs_demo.runtime import backing
 from cqrs_demo.runtime.ports import free_port
@@ -166,7 +167,8 @@ class LabStack:
     def read_db(self):
         if self._mongo is None:
             self._mongo = mongo_client(self.settings)
-        return self._mongo[self.settings.mongo_database]
+        # The live generation's collections, followed across a rebuild (`read.generations`).
+        return generations.Following(self._mongo[self.settings.mongo_database])
 
     def counters(self) -> dict[str, int] | None:
         """The projector's anomaly counters and the events committed (see `classroom.counters`);

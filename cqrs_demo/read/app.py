@@ -15,7 +15,7 @@ from cqrs_demo.connections import mongo_client
 from cqrs_demo.errors import InvalidParameter, NotFound, ReadModelBehind
 from cqrs_demo.etags import etag
 from cqrs_demo.openapi import Link, Reply, operation
-from cqrs_demo.read import queries, views
+from cqrs_demo.read import generations, queries, views
 from cqrs_demo.read.params import (
     NoParams,
     OrderListParams,
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or config_module.from_environment()
     client = mongo_client(settings)
     wait_for("MongoDB", lambda: client.admin.command("ping"), MONGODB_DOWN)
-    db = client[settings.mongo_database]
+    db = generations.Following(client[settings.mongo_database])  # reads follow a rebuild's switch
     app = routes(settings, probe=lambda: client.admin.command("ping"))
     app.extensions["cqrs"] = {"settings": settings, "db": db, "watch": VersionWatch(db)}
     web.add_openapi(app, *_ABOUT)
@@ -156,11 +156,11 @@ def top_products():
 
 @api.get("/api/projection")
 @operation(
-    summary="The projector's status record",
+    summary="The projector's status record, and the read model's generation and rebuilds",
     query=NoParams,
-    replies=[Reply(200, "its counters and lag", views.ProjectionStatus)],
+    replies=[Reply(200, "its counters and lag, the live generation, the rebuild under way or the last one", views.ReadModelStatus)],
     errors=[InvalidParameter],
 )
 def projection_status():
     parse(NoParams, request.args)
-    return jsonify(queries.projection_status(_db()))
+    return jsonify(queries.read_model_status(_db()))

@@ -46,6 +46,7 @@ from cqrs_demo.read.batch import project_batch
 from cqrs_demo.read.delivery import Delivery, read_delivery
 from cqrs_demo.read.upcasting import UPCASTERS, UnknownSchemaVersion, Upcasters
 from cqrs_demo.read.versioned import Outcome
+from cqrs_demo.read.generations import REFRESH_SECONDS, Following, apply_to_building
 from cqrs_demo.startup import MONGODB_DOWN, wait_for
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ class Projector:
         # What this projector can read: a projector started with an older registry holds newer events.
         self.upcasters = upcasters or UPCASTERS
         self.client = mongo_client(settings)
-        self.db = self.client[settings.mongo_database]
+        # The live generation's collections, followed across a rebuild's switch (`generations`).
+        self.db = Following(self.client[settings.mongo_database], refresh_seconds=REFRESH_SECONDS)
         self.counts: dict[str, int] = {}
         self._pending: list = []
         self._stop = threading.Event()
@@ -76,6 +78,7 @@ class Projector:
         """Apply one event and record it in the status (and, when auditing, the application log)."""
         event = self.upcasters.upcast(event)
         outcome = projection.project(self.db, event, self._trace(headers), dedup=self.settings.projector_dedup)
+        apply_to_building(self.db, [event])
         self._record([(event, outcome, headers or {})])
         return outcome
 
@@ -93,6 +96,7 @@ class Projector:
     def _apply_all(self, deliveries: list[Delivery]) -> list:
         failpoints.trip_applying(self.settings, {d.event.event_id for d in deliveries})
         items = [(d.event, self._trace(d.headers)) for d in deliveries]
+        apply_to_building(self.db, [d.event for d in deliveries])
         if self.settings.projector_dedup:
             return project_batch(self.db, items)
         results = []

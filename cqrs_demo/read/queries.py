@@ -12,8 +12,9 @@ from cqrs_demo.errors import NotFound, ReadModelBehind
 from cqrs_demo.messaging.product import cents
 from cqrs_demo.read import projection
 from cqrs_demo.read.params import OrderListParams, ProductListParams
-from cqrs_demo.read.views import order_view, product_view, projection_status_view, top_product_view
+from cqrs_demo.read.views import order_view, product_view, projection_status_view, read_model_status_view, top_product_view
 from cqrs_demo.read.waiting import VersionWatch
+from cqrs_demo.read.generations import POINTER
 
 # Sorting uses the plain `id` field every document carries beside `_id`: the same number, but
 # some MongoDB-compatible servers order `_id` values as text (1, 10, 2), never a plain field.
@@ -99,3 +100,10 @@ def _wait_for(watch: VersionWatch, collection: str, doc_id: int, min_version: in
         read_model_version=version,
         min_version=min_version,
     )
+
+
+def read_model_status(db) -> dict[str, Any]:
+    """`projection_status`, and the read model's live generation with the rebuild under way or the
+    last one (`read.generations`)."""
+    pointer = db[projection.STATUS].find_one({"_id": POINTER}) or {}
+    return read_model_status_view(projection_status(db), pointer)

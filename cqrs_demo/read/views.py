@@ -208,3 +208,51 @@ class PageHeaders(BaseModel):
     total: int = Field(alias="X-Total-Count", ge=0, description="matches before paging")
     limit: int = Field(alias="X-Limit", ge=1, description="the page size used")
     offset: int = Field(alias="X-Offset", ge=0, description="the offset used")
+
+
+class Rebuild(BaseModel):
+    """A rebuild of the read model: the generation it builds, and how far it got."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generation: Annotated[int, Field(ge=1)]
+    state: Literal["building", "switched", "failed"]
+    started_at: datetime | None
+    finished_at: datetime | None
+    replayed: Count = Field(description="events applied to the new generation so far")
+    total: Count = Field(description="events in the log when it started")
+    failed_position: Count | None = Field(description="the position of the event it could not apply")
+    error: str | None
+
+
+def rebuild_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not doc:
+        return None
+    return {
+        "generation": doc["generation"],
+        "state": doc["state"],
+        "started_at": instant(doc.get("started_at")),
+        "finished_at": instant(doc.get("finished_at")),
+        "replayed": doc.get("replayed", 0),
+        "total": doc.get("total", 0),
+        "failed_position": doc.get("failed_position"),
+        "error": doc.get("error"),
+    }
+
+
+class ReadModelStatus(ProjectionStatus):
+    """`/api/projection`: the projector's status record, and the read model's generation (`read.generations`)."""
+
+    generation: Count = Field(description="the read model's live generation: how many rebuilds it has switched to")
+    rebuild: Rebuild | None = Field(description="the rebuild under way, if one is")
+    last_rebuild: Rebuild | None = Field(description="the last rebuild that ended, switched or failed")
+
+
+def read_model_status_view(status: dict[str, Any], pointer: dict[str, Any]) -> dict[str, Any]:
+    """The projector's status (`projection_status_view`) with the generation pointer's news."""
+    return {
+        **status,
+        "generation": pointer.get("live", 0),
+        "rebuild": rebuild_view(pointer.get("rebuild")),
+        "last_rebuild": rebuild_view(pointer.get("last_rebuild")),
+    }

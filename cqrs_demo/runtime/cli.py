@@ -142,7 +142,7 @@ def cmd_rebuild(settings: Settings, args) -> int:
     from tqdm import tqdm
 
     from cqrs_demo.connections import read_database, write_engine
-    from cqrs_demo.read.rebuild import rebuild
+    from cqrs_demo.read.rebuild import RebuildFailed, RebuildInProgress, rebuild
     from cqrs_demo.write.event_log import count_events
 
     settings = _with_recorded_mongo(settings)
@@ -150,6 +150,9 @@ def cmd_rebuild(settings: Settings, args) -> int:
     try:
         with tqdm(total=count_events(engine), unit="event", desc="rebuilding") as bar:
             counts = rebuild(engine, read_database(settings), bar.update)
+    except (RebuildFailed, RebuildInProgress) as exc:
+        print(f"rebuild failed: {exc}", file=sys.stderr)
+        return 1
     finally:
         engine.dispose()
     print(json.dumps(counts))
@@ -254,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the read model to catch up")
     check.set_defaults(run=cmd_check)
     commands.add_parser(
-        "rebuild", help="drop the read model and rebuild it from the event log"
+        "rebuild", help="rebuild the read model from the event log beside the live one, then switch to it"
     ).set_defaults(run=cmd_rebuild)
     outbox = commands.add_parser("outbox", help="look after the outbox").add_subparsers(dest="action", required=True)
     prune = outbox.add_parser("prune", help="move published rows older than the retention to the event log")

@@ -49,3 +49,22 @@ def count_events(engine) -> int:
     """How many events were ever committed."""
     with engine.connect() as conn:
         return conn.scalar(sa.select(sa.func.count()).select_from(committed_events()))
+
+
+def positions(engine) -> set[int]:
+    """The position of every committed event: what a reader compares with what it has seen."""
+    events = committed_events()
+    with engine.connect() as conn:
+        return set(conn.scalars(sa.select(events.c.position)))
+
+
+def events_at(engine, wanted: set[int], batch: int = 1000) -> Iterator[Event]:
+    """The committed events at these positions, oldest first (a position not committed is skipped)."""
+    events = committed_events()
+    ordered = sorted(wanted)
+    for start in range(0, len(ordered), batch):
+        chunk = ordered[start:start + batch]
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(events).where(events.c.position.in_(chunk)).order_by(events.c.position)).all()
+        for row in rows:
+            yield event_from_row(row)

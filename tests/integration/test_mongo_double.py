@@ -143,6 +143,19 @@ def finds_sorts_and_deletes(db) -> list:
     ]
 
 
+def compare_and_set_on_null_and_drops(db) -> list:
+    pointer, gone = db["pointer"], db["gone"]
+    pointer.update_one({"_id": "g"}, {"$setOnInsert": {"live": 0, "building": None}}, upsert=True)
+    gone.insert_one({"_id": 1})
+    return [
+        observe(lambda: pointer.update_one({"_id": "g", "live": 0, "building": None}, {"$set": {"building": 1}})),
+        observe(lambda: pointer.update_one({"_id": "g", "live": 0, "building": None}, {"$set": {"building": 1}})),
+        observe(lambda: gone.drop()),
+        observe(lambda: gone.drop()),
+        observe(lambda: gone.find_one({"_id": 1})),
+    ]
+
+
 SCENARIOS = [
     versioned_updates,
     increments_and_maximum,
@@ -152,6 +165,7 @@ SCENARIOS = [
     unordered_bulk_writes,
     ordered_bulk_writes_stop_at_the_first_error,
     finds_sorts_and_deletes,
+    compare_and_set_on_null_and_drops,
 ]
 
 
