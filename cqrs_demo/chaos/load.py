@@ -108,7 +108,7 @@ class _Worker:
             return "update product", self.client.update_product(self.rng.choice(self.product_ids), **changes)
         product_id = self.rng.choice(self.product_ids)
         fields = {"name": f"chaos {self.number}-{self.sent}", "description": "replaced",
-                  "price": f"{self.rng.randint(100, 9999) / 100:.2f}", "quantity": self.rng.randint(0, 500),
+                  "price": self.rng.randint(100, 9999) / 100,  # a JSON number, as the contract asks "quantity": self.rng.randint(0, 500),
                   "sku": f"CHAOS-{self.seed}-{self.number}-{product_id}-{self.sent}"}
         return "replace product", self.client.replace_product(product_id, fields)
 

@@ -22,6 +22,7 @@ from cqrs_demo.read.audit import APPLICATIONS
 from cqrs_demo.runtime import health
 
 QUIET_TIMEOUT = 180.0  # after the load stops, the longest wait for the stack to settle
+STILL_SECONDS = 10.0  # nothing applied for this long, with nothing left to apply: it has settled
 
 
 def run(seconds: float = 300, seed: int = 1, label: str | None = None,
@@ -64,17 +65,24 @@ def _drive(stack, seconds: float, seed: int, say) -> Verdict:
 
 
 def _wait_for_quiet(stack, timeout: float = QUIET_TIMEOUT) -> bool:
-    """Until the outbox is published, the queue empty, the application log no longer growing and
-    the read model equal to the write model; False if that never happens in `timeout`."""
-    logged: list[int] = []
+    """Until the outbox is published, the queue empty and the application log no longer growing,
+    with the read model equal to the write model, or no longer changing for `STILL_SECONDS` (a
+    read model that went wrong stays wrong: waiting longer would only delay the verdict).
+    False if neither happens in `timeout`."""
+    logged: list[tuple[int, float]] = []
 
     def quiet() -> bool:
-        logged.append(stack.read_db[APPLICATIONS].count_documents({}))
+        count = stack.read_db[APPLICATIONS].count_documents({})
+        if not logged or logged[-1][0] != count:
+            logged.append((count, time.monotonic()))
+            return False
         counts = health.projector_queue_counts(stack.observer_settings)
-        if counts is None or counts[0] or len(logged) < 2 or logged[-1] != logged[-2]:
+        if counts is None or counts[0]:
             return False
         comparison = consistency.compare(stack.engine, stack.read_db)
-        return comparison["equal"] and not comparison["unpublished_events"]
+        if comparison["unpublished_events"]:
+            return False
+        return comparison["equal"] or time.monotonic() - logged[-1][1] >= STILL_SECONDS
 
     try:
         return wait_until(quiet, timeout, interval=0.5, what="the stack to be quiet")
