@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from cqrs_demo import consistency
+from cqrs_demo.lab.anomalies import APPLYING, REACHED  # what counts as applied, and as reached
 from cqrs_demo.read.audit import APPLICATIONS
 from cqrs_demo.read.versioned import Outcome
 from cqrs_demo.write.event_log import committed_events
 
-APPLYING = {Outcome.APPLIED.value, Outcome.REAPPLIED.value, Outcome.OVERWROTE_NEWER.value}
-REACHED = APPLYING | {Outcome.DUPLICATE.value}
 EXAMPLES = 5  # offending events kept of each kind, for the message
 
 
