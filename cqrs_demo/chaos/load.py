@@ -31,6 +31,7 @@ class ChaosLoad:
         self.products_per_worker = products_per_worker
         self.answers: Counter = Counter()  # (command, status or "no answer") -> how many
         self.positions: list[int] = []  # events committed by accepted commands
+        self.refusals: dict[str, object] = {}  # "command status" -> the first answer's body, to say why
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -64,6 +65,8 @@ class ChaosLoad:
             self.answers[(command, exchange.status)] += 1
             if exchange.ok and isinstance(exchange.body, dict) and exchange.body.get("position"):
                 self.positions.append(int(exchange.body["position"]))
+            elif not exchange.ok:
+                self.refusals.setdefault(f"{command} {exchange.status}", exchange.body)
 
     def _work(self, number: int) -> None:
         rng = random.Random(f"{self.seed}-{number}")
@@ -107,8 +110,9 @@ class _Worker:
             changes = {"quantity": self.rng.randint(0, 500), "price": f"{self.rng.randint(100, 9999) / 100:.2f}"}
             return "update product", self.client.update_product(self.rng.choice(self.product_ids), **changes)
         product_id = self.rng.choice(self.product_ids)
+        # The price as a JSON number (a float here), as the contract asks: a string is refused.
         fields = {"name": f"chaos {self.number}-{self.sent}", "description": "replaced",
-                  "price": self.rng.randint(100, 9999) / 100,  # a JSON number, as the contract asks "quantity": self.rng.randint(0, 500),
+                  "price": self.rng.randint(100, 9999) / 100, "quantity": self.rng.randint(0, 500),
                   "sku": f"CHAOS-{self.seed}-{self.number}-{product_id}-{self.sent}"}
         return "replace product", self.client.replace_product(product_id, fields)
 

@@ -61,7 +61,8 @@ def _drive(stack, seconds: float, seed: int, say) -> Verdict:
     found = evidence.gather(stack, load.positions)
     return Verdict(seed=seed, seconds=seconds, faults=dict(injector.injected), commands=load.commands,
                    accepted=load.accepted, evidence=found, time_to_quiet=time.monotonic() - quiet_from,
-                   replayed_at_end=replayed, answers=load.answers_by_status(), notes=injector.notes)
+                   replayed_at_end=replayed, answers=load.answers_by_status(),
+                   refusals=load.refusals, notes=injector.notes)
 
 
 def _wait_for_quiet(stack, timeout: float = QUIET_TIMEOUT) -> bool:

@@ -24,6 +24,7 @@ class Verdict:
     time_to_quiet: float
     replayed_at_end: int = 0
     answers: dict[str, int] = field(default_factory=dict)  # "command status" -> how many
+    refusals: dict[str, object] = field(default_factory=dict)  # "command status" -> the first refusal's body
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -87,6 +88,6 @@ class Verdict:
             "lost": evidence.lost, "applied_twice": evidence.applied_twice, "out_of_order": evidence.out_of_order,
             "read_model_equal": evidence.read_model_equal, "differences": evidence.differences,
             "time_to_quiet_seconds": round(self.time_to_quiet, 2), "replayed_at_end": self.replayed_at_end,
-            "answers": self.answers,
+            "answers": self.answers, "refusals": self.refusals,
             "examples": evidence.examples, "notes": self.notes,
         }

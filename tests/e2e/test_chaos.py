@@ -30,6 +30,12 @@ def test_a_minute_of_every_fault_loses_doubles_and_reorders_nothing(settings_for
     table = result.frame()["count"]
     assert all(table[f"fault: {kind}"] >= 1 for kind in schedule.KINDS), str(result)
     assert table["events committed"] > 200 and table["read model equal"] == "yes", str(result)
+    # Every kind of command was accepted, and the only refusal is an order for more than is in stock.
+    answers = result.verdict.answers
+    for command in ("create product 201", "update product 200", "replace product 200", "place order 201",
+                    "cancel order 200"):
+        assert answers.get(command), answers
+    assert set(result.verdict.refusals) <= {"place order 409"}, result.verdict.refusals
 
 
 def test_without_the_version_check_the_verdict_fails_and_names_the_events(settings_for_runs):
