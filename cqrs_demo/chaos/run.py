@@ -61,7 +61,7 @@ def _drive(stack, seconds: float, seed: int, say) -> Verdict:
     found = evidence.gather(stack, load.positions)
     return Verdict(seed=seed, seconds=seconds, faults=dict(injector.injected), commands=load.commands,
                    accepted=load.accepted, evidence=found, time_to_quiet=time.monotonic() - quiet_from,
-                   replayed_at_end=replayed, answers=load.answers_by_status(),
+                   replayed_at_end=replayed, duplicates_sent=injector.duplicates, answers=load.answers_by_status(),
                    refusals=load.refusals, notes=injector.notes)
 
 

@@ -23,6 +23,7 @@ class Verdict:
     evidence: Evidence
     time_to_quiet: float
     replayed_at_end: int = 0
+    duplicates_sent: int = 0  # messages the redeliveries published
     answers: dict[str, int] = field(default_factory=dict)  # "command status" -> how many
     refusals: dict[str, object] = field(default_factory=dict)  # "command status" -> the first refusal's body
     notes: list[str] = field(default_factory=list)
@@ -57,6 +58,7 @@ class Verdict:
         rows: list[tuple[str, object]] = [(f"fault: {kind}", self.faults.get(kind, 0)) for kind in schedule.KINDS]
         evidence = self.evidence
         rows += [
+            ("duplicate messages sent", self.duplicates_sent),
             ("commands sent", self.commands),
             ("commands accepted", self.accepted),
             ("events committed", evidence.committed),
@@ -88,6 +90,7 @@ class Verdict:
             "lost": evidence.lost, "applied_twice": evidence.applied_twice, "out_of_order": evidence.out_of_order,
             "read_model_equal": evidence.read_model_equal, "differences": evidence.differences,
             "time_to_quiet_seconds": round(self.time_to_quiet, 2), "replayed_at_end": self.replayed_at_end,
+            "duplicates_sent": self.duplicates_sent,
             "answers": self.answers, "refusals": self.refusals,
             "examples": evidence.examples, "notes": self.notes,
         }
