@@ -179,6 +179,18 @@ def cmd_bench(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_chaos(settings: Settings, args) -> int:
+    from cqrs_demo.chaos.run import run
+
+    verdict = run(args.seconds, args.seed, say=lambda line: print(line, flush=True))
+    print(verdict.table())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(verdict.to_json(), indent=2, default=str) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if verdict.passed else 1
+
+
 def _servers_unreachable(command):
     """A class command needs every server: when one does not answer, say so and where to look."""
     def run(settings: Settings, args) -> int:
@@ -270,6 +282,12 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="*", help="scenario names to run")
     bench.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where results go")
     bench.set_defaults(run=cmd_bench)
+    chaos = commands.add_parser(
+        "chaos", help="commands under a seeded schedule of faults, then a verdict: nothing lost, doubled or reordered")
+    chaos.add_argument("--seconds", type=float, default=300.0, help="how long the load and the faults last")
+    chaos.add_argument("--seed", type=int, default=1, help="the schedule's seed: the same seed, the same faults")
+    chaos.add_argument("--json", type=Path, help="also write the verdict to this JSON file")
+    chaos.set_defaults(run=cmd_chaos)
     _class_commands(commands)
     commands.add_parser(
         "doctor", help="check this machine for a class: servers, permissions, ports, disk, kernel, browser"
