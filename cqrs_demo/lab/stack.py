@@ -122,8 +122,14 @@ class LabStack:
             self.stack.start_service(name)
         self.stack.wait_healthy(names=[name])
 
-    def restart(self, name: str) -> None:
+    def restart(self, name: str, **settings) -> None:
+        """Stop and start one process. `settings` change the stack's settings first, so the process
+        comes back with them: `restart("projector", projector_prefetch=50)` (notebook 08)."""
         self.stack.stop_service(name)
+        if settings:
+            self.settings = self.settings.with_(**settings)
+            self.observer_settings = self.observer_settings.with_(**settings)
+            self.stack.settings = self.stack.settings.with_(**settings)
         self.stack.start_service(name)
         self.stack.wait_healthy(names=[name])
 
