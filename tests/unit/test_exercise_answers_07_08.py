@@ -55,3 +55,22 @@ def test_07_2_needs_the_anomaly_predicted_and_none_once_fixed(prediction, broken
 def test_07_stub_is_not_answered():
     assert not exercise("07.1").judge(..., observed="skipped as a duplicate").answered
     assert not exercise("07.2").judge(..., broken=anomalies(), fixed=anomalies()).answered
+
+
+@pytest.mark.parametrize("prediction, passed", [(6.0, True), (4.0, True), (3.0, False), (9.0, False), ("6", False)])
+def test_08_1_counts_a_prediction_within_35_percent(prediction, passed):
+    assert exercise("08.1").judge(prediction, observed=6.0).passed is passed
+
+
+def test_08_1_wrong_answer_fails_at_any_rate_the_slowed_link_allows():
+    """At 40 ms each way a projector with a prefetch of 1 applies at most 12.5 events/s, so a backlog
+    of 30 with arrivals at half that rate takes at least 30 / 6.25 = 4.8 s."""
+    assert not exercise("08.1").judge(exercise("08.1").wrong_answer, observed=30 / 6.25).passed
+
+
+@pytest.mark.parametrize("answer, says", [
+    (0, "at least 1"), (10_000, "at most 250"), ("100", "a whole number"), (True, "a whole number"),
+])
+def test_08_2_refuses_a_window_without_running_anything(answer, says):
+    verdict = exercise("08.2").judge(answer, stack=None)  # no stack: it must not get that far
+    assert not verdict.passed and says in verdict.observed + verdict.hint
