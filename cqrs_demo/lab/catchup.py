@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from cqrs_demo.connections import amqp_connection
+from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.lab.client import WorkbenchClient
 from cqrs_demo.polling import wait_until
 from cqrs_demo.read import queries
@@ -57,7 +58,8 @@ class CatchUp:
 
 
 def catch_up(stack, backlog: int, arrival_per_s: float = 0.0, link_delay: float = LINK_DELAY,
-             timeout: float = 60.0) -> CatchUp:
+             timeout: float = 60.0, **projector_settings) -> CatchUp:
+    """`projector_settings` (e.g. `projector_prefetch=100`) are what the projector resumes with."""
     if stack.broker_link is None:
         raise ValueError("start the stack with faults=True: the catch-up runs over a slowed link to RabbitMQ")
     products = _products(stack)
@@ -67,13 +69,13 @@ def catch_up(stack, backlog: int, arrival_per_s: float = 0.0, link_delay: float 
     wait_until(lambda: _unpublished(stack) == 0, 60, what=f"the relay to publish the backlog of {backlog}")
     stack.broker_link.slow(link_delay)
     try:
+        stack.resume("projector", **projector_settings)  # once it consumes: it may have applied a few already
         return _measured(stack, products, backlog, before, arrival_per_s, timeout)
     finally:
         stack.broker_link.slow(0)
 
 
 def _measured(stack, products: list[int], backlog: int, before: int, arrival_per_s: float, timeout: float) -> CatchUp:
-    stack.resume("projector")  # returns once it consumes: it may have applied a few events already
     base = _applied(stack)
     waiting = backlog - (base - before)
     arrivals = _Arrivals(stack, products, arrival_per_s)
@@ -95,8 +97,11 @@ def _products(stack) -> list[int]:
         return rows["id"].tolist()[:PRODUCTS]
     client = WorkbenchClient.for_stack(stack)
     tag = f"{time.time_ns():x}"
-    return [client.create_product(f"Catch-up product {n}", "10.00", 1_000_000, f"CATCHUP-{tag}-{n}").body["id"]
-            for n in range(PRODUCTS)]
+    created = [client.create_product(f"Catch-up product {n}", "10.00", 1_000_000, f"CATCHUP-{tag}-{n}").body["id"]
+               for n in range(PRODUCTS)]
+    # Applied before the clock starts, so that they are not counted as the backlog's.
+    wait_until_equal(stack.engine, stack.read_db, 60)
+    return created
 
 
 def _commit_updates(stack, products: list[int], count: int, start: int = 0) -> None:

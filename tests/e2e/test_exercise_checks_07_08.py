@@ -2,8 +2,9 @@
 
 It restarts the projector with the student's prefetch window, drains a backlog of 1,000 events
 over a slowed link and restores the default window. Judged with the solution (it must pass) and
-with the declared wrong answer, a window of 1 (it must fail on time, saying how far it got); both
-times the stack must be left running, at full speed and caught up. (The checks of 07.1, 07.2 and
+with a window of 1 (it must fail on time, saying how far it got); both times the stack must be
+left running, at full speed and caught up. (The declared wrong answer, a window far past the bound,
+fails before anything runs: tests/unit/test_exercise_answers_07_08.py.) (The checks of 07.1, 07.2 and
 08.1 compare what the notebook measured: tests/unit/test_exercise_answers_07_08.py, and the
 notebooks themselves under nbval.)
 """
@@ -48,7 +49,7 @@ def test_08_2_passes_with_a_window_of_a_hundred(stack):
 
 
 def test_08_2_a_window_of_one_fails_on_time_and_says_how_far_it_got(stack):
-    verdict = exercise("08.2").judge(exercise("08.2").wrong_answer, stack=stack)
+    verdict = exercise("08.2").judge(1, stack=stack)
     assert not verdict.passed
     assert [row.ok for row in verdict.rows] == [True, False]
     assert "events applied after 10 s" in verdict.answer, verdict.answer

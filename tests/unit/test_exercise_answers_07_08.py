@@ -74,3 +74,7 @@ def test_08_1_wrong_answer_fails_at_any_rate_the_slowed_link_allows():
 def test_08_2_refuses_a_window_without_running_anything(answer, says):
     verdict = exercise("08.2").judge(answer, stack=None)  # no stack: it must not get that far
     assert not verdict.passed and says in verdict.observed + verdict.hint
+
+
+def test_08_2_wrong_answer_is_refused_on_the_bound():
+    assert "at most 250" in exercise("08.2").judge(exercise("08.2").wrong_answer, stack=None).observed

@@ -50,7 +50,7 @@ RESTORED_PREFETCH = 500  # the default: what the projector runs with again after
 
 
 def check_prefetch(projector_prefetch: Any, stack) -> Verdict:
-    """Restart the projector with the student's prefetch, drain a backlog of 1,000, judge; restore.
+    """Resume the projector with the student's prefetch on a backlog of 1,000, judge the drain; restore.
 
     RabbitMQ never lets a consumer hold more unacknowledged messages than its prefetch count, so
     the bound is judged on the setting; the drain is measured on the live stack.
@@ -70,8 +70,7 @@ def check_prefetch(projector_prefetch: Any, stack) -> Verdict:
                        hint="Every unacknowledged message sits in the projector's memory and is delivered again if "
                             "it dies: a larger window buys little once each batch is large. Stay within the bound.")
     try:
-        stack.restart("projector", projector_prefetch=prefetch)
-        drained = catch_up(stack, BACKLOG, timeout=DEADLINE_S)
+        drained = catch_up(stack, BACKLOG, timeout=DEADLINE_S, projector_prefetch=prefetch)
     finally:
         stack.restart("projector", projector_prefetch=RESTORED_PREFETCH)
     fast = Row(f"a backlog of {BACKLOG:,} drained", _drained(drained), f"within {DEADLINE_S:g} s",
@@ -109,7 +108,7 @@ PREFETCH_WINDOW = Exercise(
         "At about 10 round trips a second, 1,000 events in 10 seconds need at least 10 messages per round trip; "
         "leave room for a busy machine.",
     ),
-    wrong_answer=1,
+    wrong_answer=10_000,  # as large as can be: fast, but a crash then redelivers the whole backlog
     why="The projector applies what it holds in one batch of bulk writes and acknowledges it together: the window "
         "sets how much work each round trip to the broker carries. Past a few hundred, a larger window adds "
         "memory and redelivered work after a crash, not speed.",
