@@ -52,9 +52,15 @@ def test_07_2_needs_the_anomaly_predicted_and_none_once_fixed(prediction, broken
     assert [row.item for row in verdict.rows] == ["guarantee off", "guarantee back on"]
 
 
+def repaired_price(text):
+    """The student's edition: the body is the stub."""
+    ...
+
+
 def test_07_stub_is_not_answered():
     assert not exercise("07.1").judge(..., observed="skipped as a duplicate").answered
     assert not exercise("07.2").judge(..., broken=anomalies(), fixed=anomalies()).answered
+    assert not exercise("07.3").judge(repaired_price, stack=None, poison=None).answered  # before touching a stack
 
 
 @pytest.mark.parametrize("prediction, passed", [(6.0, True), (4.0, True), (3.0, False), (9.0, False), ("6", False)])
