@@ -106,6 +106,7 @@ class Poison:
     stack: object
     position: int
     original: dict
+    price_written: str = ""  # what the buggy producer put in the event
 
     def fix(self) -> None:
         with self.stack.engine.begin() as conn:
@@ -129,7 +130,7 @@ def inject_poison(stack, client, product_id: int, bad_price: str = "twelve") -> 
             )
     finally:
         stack.resume("relay")
-    return Poison(stack, position, original)
+    return Poison(stack, position, original, bad_price)
 
 
 def _dead_letter_channel(stack):

@@ -9,12 +9,19 @@ looks exactly like the broker going away and coming back, and nobody else is tou
 nothing gets through in either direction, and new connections are accepted and then ignored,
 as behind a dead router or a crashed host. Nobody is told anything; only timeouts notice.
 `restore()` lets the held bytes through again, as TCP would once the route is back.
+
+`slow(seconds)` is a link that works but is far away, as to a broker in another zone: every
+chunk of bytes waits `seconds` before it is forwarded, in each direction, so a request and its
+answer cost twice that. A consumer that waits for each message before taking the next one is
+then bound by the round trip, not by its CPU: notebook 08 measures rates that a busy machine
+cannot blur. `slow(0)` brings the link back to full speed.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from cqrs_demo.runtime.ports import free_port
 
@@ -30,6 +37,7 @@ class LinkProxy:
         self._open: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._running = threading.Event()
+        self._delay = 0.0
 
     @property
     def is_cut(self) -> bool:
@@ -58,6 +66,15 @@ class LinkProxy:
 
     def blackhole(self) -> None:
         self._flowing.clear()
+
+    @property
+    def delay(self) -> float:
+        return self._delay
+
+    def slow(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"a link's delay is a duration, got {seconds}")
+        self._delay = seconds
 
     def restore(self) -> None:
         self._cut.clear()
@@ -106,6 +123,8 @@ class LinkProxy:
                 self._flowing.wait()  # blackholed: bytes, and a close, are held as by a dead route
                 if not data:
                     break
+                if self._delay:
+                    time.sleep(self._delay)
                 sink.sendall(data)
         except OSError:
             pass

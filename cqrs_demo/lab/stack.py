@@ -117,14 +117,22 @@ class LabStack:
         self._check_pausable(name)
         self.stack.stop_service(name)
 
-    def resume(self, name: str) -> None:
+    def resume(self, name: str, **settings) -> None:
+        """Start a paused process again; `settings` as for `restart` (they need it stopped)."""
         self._check_pausable(name)
+        if settings:
+            if self.stack.processes[name].alive():
+                raise StackError(f"pause {name} before resuming it with other settings")
+            self._change(**settings)
         if not self.stack.processes[name].alive():
             self.stack.start_service(name)
         self.stack.wait_healthy(names=[name])
 
-    def restart(self, name: str) -> None:
+    def restart(self, name: str, **settings) -> None:
+        """Stop and start one process. `settings` change the stack's settings first, so the process
+        comes back with them: `restart("projector", projector_prefetch=50)` (notebook 08)."""
         self.stack.stop_service(name)
+        self._change(**settings)
         self.stack.start_service(name)
         self.stack.wait_healthy(names=[name])
 
@@ -196,6 +204,13 @@ class LabStack:
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _change(self, **settings) -> None:
+        """The stack's settings changed: a process started from now on runs with them."""
+        if settings:
+            self.settings = self.settings.with_(**settings)
+            self.observer_settings = self.observer_settings.with_(**settings)
+            self.stack.settings = self.stack.settings.with_(**settings)
 
     def _check_pausable(self, name: str) -> None:
         if name not in PAUSABLE:
