@@ -54,10 +54,14 @@ class PartitionBalance:
         self.db[MEMBERS].update_one({"_id": self.me}, {"$set": {"seen_at": now}}, upsert=True)
         self.members = tuple(sorted(live_members(self.db, now) | {self.me}))
 
+    def own(self) -> set[int]:
+        """The partitions this projector should hold among the members it last saw."""
+        return assignment(list(self.members), self.me, self.partitions)
+
     def to_give_up(self, active: set[int], crowded: set[int]) -> set[int]:
         """Of the partitions this projector is active on, those to hand to the next in line:
         not its own, with another consumer waiting (`crowded`), not given up under this member list."""
-        own = assignment(list(self.members), self.me, self.partitions)
+        own = self.own()
         give = {k for k in active - own if k in crowded and self._given_up.get(k) != self.members}
         for k in give:
             self._given_up[k] = self.members

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 RECOVERABLE = (pika.exceptions.AMQPError, pymongo.errors.PyMongoError, ConnectionError, OSError)
 REPLAY_HEADER = "x-replayed"
 TICK_SECONDS = 0.5  # how often the watermark advances and the queue depth is measured
+STANDBY_DELAY = 2.0  # seconds before a projector also stands by on the partitions that are not its own
 
 
 class Projector:
@@ -80,6 +81,8 @@ class Projector:
         self._channels: dict[int, object] = {}  # partition -> the channel this projector consumes it on
         self._partition_of_channel: dict[int, int] = {}  # channel number -> partition
         self._active: set[int] = set()  # partitions delivered to this projector since the last tick
+        self._standby_later: list[int] = []
+        self._standby_due = 0.0
 
     # -- applying events ---------------------------------------------------------------------
 
@@ -319,12 +322,35 @@ class Projector:
         )
         partition_status.record_depths(self.db, counts)
         active, self._active = self._active, set()
+        if self._standby_later and now >= self._standby_due:
+            for partition in self._standby_later:  # now a standby on the others' partitions too
+                self._subscribe(connection, partition)
+            self._standby_later = []
         if self.balance is not None:
             self.balance.heartbeat()
             crowded = {k for k, c in enumerate(counts) if c is not None and c[1] > 1}
             for k in sorted(self.balance.to_give_up(active, crowded)):
                 log.info("handing partition %d to the next projector in line", k)
                 self._subscribe(connection, k)
+
+    def _own_partitions_first(self, stop: threading.Event) -> list[int]:
+        """The partitions to subscribe to now: its own share; the others' after `STANDBY_DELAY`.
+
+        The broker makes active whoever subscribes to a queue first. Projectors that start
+        together each take their own share first, so no partition has to be handed over while
+        events flow: a handover is not free (deliveries the old consumer had in flight are put
+        back after the new one has received later events, which makes a window of gaps once).
+        """
+        partitions = list(range(self.settings.partitions))
+        if self.balance is None:
+            return partitions
+        self.balance.heartbeat()
+        stop.wait(TICK_SECONDS * 2)  # projectors started with this one announce themselves meanwhile
+        self.balance.heartbeat()
+        own = self.balance.own()
+        self._standby_later = [k for k in partitions if k not in own]
+        self._standby_due = time.monotonic() + STANDBY_DELAY
+        return sorted(own)
 
     def _subscribe(self, connection, partition: int) -> None:
         """Consume a partition on a channel of its own; if already consuming it, go to the back of its line.
@@ -370,7 +396,7 @@ class Projector:
                 control = topology.ReopeningChannel(connection)  # declares and passive counts
                 partition_layout.declare(control, self.settings, self.db)
                 self._channels, self._partition_of_channel = {}, {}
-                for partition in range(self.settings.partitions):
+                for partition in self._own_partitions_first(stop):
                     self._subscribe(connection, partition)
                 backoff.reset()
                 while not stop.is_set():
