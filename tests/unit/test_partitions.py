@@ -101,3 +101,10 @@ def test_a_flush_records_each_partitions_consumer_watermark_and_gaps():
     assert rows[2] == {"partition": 2, "consumer": None, "consumer_alive": False, "depth": None, "consumers": None,
                        "watermark": 0, "lag_ms": None, "applied": 0, "gaps": 0}
     assert partition_status.partitions_view(db, 4, live_consumers=set())[0]["consumer_alive"] is False
+
+
+def test_projectors_that_start_together_each_take_their_own_share_first():
+    db = FakeDatabase()
+    a, b = PartitionBalance(db, "a", 4), PartitionBalance(db, "b", 4)
+    a.heartbeat(), b.heartbeat(), a.heartbeat()
+    assert a.own() == {0, 2} and b.own() == {1, 3}
