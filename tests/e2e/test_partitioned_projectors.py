@@ -10,10 +10,12 @@ import signal
 from collections import defaultdict
 
 import pytest
+import requests
 from support import extra_process
 from test_crash_recovery import CommandSender, assert_converged, outbox_counts
 
 from cqrs_demo.connections import amqp_connection
+from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.messaging import partition_layout, topology
 from cqrs_demo.messaging.partition_layout import PartitionLayoutChanged
 from cqrs_demo.polling import wait_until
@@ -75,12 +77,17 @@ def test_four_partitions_three_projectors_killed_and_restarted(partitioned, writ
         assert counts["distinct"] - 2 * stack.settings.projector_prefetch <= recorded <= counts["distinct"]
         out_of_order = {key: v for key, v in versions.items() if v != sorted(set(v))}
         assert not out_of_order, list(out_of_order.items())[:3]
-        # Gap retries: only around a handover; two projectors on one queue make hundreds here.
+        # Gap retries: only when a restarted projector takes its share back while events flow (at
+        # most one prefetch window of the partitions handed over); two projectors on one queue make
+        # hundreds here, and tens of thousands in a catch-up (benchmarks/results/partitioned_catchup.json).
         gaps = (read_db[projection.STATUS].find_one({"_id": "projector"}) or {}).get("gaps", 0)
-        assert gaps <= counts["distinct"] // 50, gaps
+        assert gaps <= counts["distinct"] // 20, gaps
         # Every partition was worked, and the status names a live consumer for each.
         rows = partition_status.partitions_view(read_db, PARTITIONS, set())
         assert all(row["applied"] > 0 and row["consumer"] for row in rows), rows
+        served = requests.get(f"{stack.urls()['query']}/api/projection", timeout=10).json()["partitions"]
+        assert [row["partition"] for row in served] == list(range(PARTITIONS)), served
+        assert all(row["consumer"] and row["consumers"] for row in served), served
         assert all(process.alive() for process in extras) and stack.processes["projector"].alive()
     finally:
         for process in extras:
@@ -117,3 +124,24 @@ def test_another_partition_count_is_refused_until_the_queues_are_drained(partiti
         assert health.projector_queue_counts(two) == (0, 0)
     finally:
         connection.close()
+
+
+def test_naive_mode_routes_to_partitions_too(settings, write_engine, read_db):
+    """The seed's publish-after-commit design, split in two partitions: the command service stamps
+    the partition, and the projector consumes both (auto-delete) queues."""
+    from cqrs_demo.runtime.ports import free_port
+    from cqrs_demo.runtime.stack import Stack
+
+    stack = Stack(settings.with_(command_port=free_port(), query_port=free_port(), partitions=2,
+                                 delivery="naive")).start()
+    try:
+        wait_until(lambda: (health.projector_queue_counts(stack.settings) or (0, 0))[1] >= 1, 20,
+                   what="the projector on both partitions")
+        CommandSender(stack.urls()["command"], total=60, threads=2, products_per_thread=6, seed=17,
+                      orders=False).start().join()
+        result = wait_until_equal(write_engine, read_db, timeout=30)  # naive mode marks no row published
+        assert result["equal"], result
+        rows = partition_status.partitions_view(read_db, 2, set())
+        assert all(row["applied"] > 0 for row in rows), rows
+    finally:
+        stack.stop()
