@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     relay_poll_seconds: float = Field(1.0, gt=0, description="the relay's polling fallback")
     relay_listen: bool = Field(True, description="the relay wakes up on LISTEN/NOTIFY")
     projector_prefetch: int = Field(500, ge=1, description="the projector's prefetch window")
+    partitions: int = Field(
+        1, ge=1, le=16,
+        description="projector queues; every event of one product goes to the same one, each consumed by one "
+                    "projector at a time (1: the single queue `<ns>.projector`)")
     run_dir: Path = Field(Path(".run"), description="logs, pid files and the stand-in's data")
     # How events travel, and which guarantees the projector keeps. The defaults are the safe
     # design; the others exist to show, side by side, what each guarantee buys.
@@ -144,6 +148,17 @@ class Settings(BaseSettings):
         if self.naive:  # exclusive and auto-delete, as the seed's was: it exists only while consumed
             return f"{self.namespace}.projector.naive"
         return f"{self.namespace}.projector"
+
+    @property
+    def projector_queues(self) -> list[str]:
+        """The queues the projectors consume: the one queue, or one per partition (`.p0`, `.p1`...)."""
+        if self.partitions == 1:
+            return [self.projector_queue]
+        return [f"{self.projector_queue}.p{k}" for k in range(self.partitions)]
+
+    @property
+    def partition_exchange(self) -> str:
+        return f"{self.namespace}.partitions"
 
     @property
     def dead_letter_exchange(self) -> str:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from cqrs_demo.bench.classroom import classroom
 from cqrs_demo.bench.command_cost import cpu_per_command
 from cqrs_demo.bench.links import first_command_after_idle, relay_takeover
+from cqrs_demo.bench.partitioned import partitioned_catchup
 from cqrs_demo.bench.record import percentiles
 from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.lab.client import WorkbenchClient
@@ -347,6 +348,7 @@ SCENARIOS = {
     "command_throughput": command_throughput,
     "lag_at_rate": lag_at_rate,
     "projector_catchup": projector_catchup,
+    "partitioned_catchup": partitioned_catchup,
     "read_payoff": read_payoff,
     "price_of_guarantee": price_of_guarantee,
     "relay_wakeup": relay_wakeup,

@@ -49,8 +49,11 @@ def exercises_passed(engine, schema: str = SCHEMA) -> dict[str, int] | None:
 
 
 def projector_queues(namespace: str) -> list[str]:
-    """The projector's queue in each delivery mode: whichever has a consumer is the one in use."""
-    return [Settings(namespace=namespace, delivery=mode).projector_queue for mode in ("outbox", "naive")]
+    """The projector's queue in each delivery mode, single or first partition (`CQRS_PARTITIONS`):
+    whichever has a consumer is the one in use."""
+    return [queue for mode in ("outbox", "naive")
+            for queue in (Settings(namespace=namespace, delivery=mode).projector_queue,
+                          Settings(namespace=namespace, delivery=mode, partitions=2).projector_queues[0])]
 
 
 def consuming(namespace: str, consumers: dict) -> bool:

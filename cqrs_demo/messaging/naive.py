@@ -25,7 +25,7 @@ import pika.exceptions
 
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_connection, keep_alive
-from cqrs_demo.messaging import headers, topology
+from cqrs_demo.messaging import headers, partitions, topology
 from cqrs_demo.messaging.events import Event
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ class NaivePublisher:
                 routing_key=event.routing_key,
                 body=event.to_json(),
                 properties=pika.BasicProperties(content_type="application/json", message_id=event.event_id,
-                                                headers=headers.for_event(event)),
+                                                headers=headers.for_event(
+                                                    event, partition=partitions.partition_of(event, self.settings.partitions))),
             )
         except BROKEN as exc:
             # Faithful to the seed: log it and carry on. The commit stands; the event is lost.

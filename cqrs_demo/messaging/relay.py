@@ -38,13 +38,14 @@ from typing import Callable, Iterator
 import pika
 import pika.exceptions
 import psycopg
+import pymongo.errors
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cqrs_demo import failpoints
 from cqrs_demo.config import Settings
-from cqrs_demo.connections import amqp_connection, keep_alive, relay_link_arguments, write_engine
-from cqrs_demo.messaging import headers, publication, topology
+from cqrs_demo.connections import amqp_connection, keep_alive, mongo_client, relay_link_arguments, write_engine
+from cqrs_demo.messaging import headers, partition_layout, partitions, publication, topology
 from cqrs_demo.messaging.backoff import Backoff
 from cqrs_demo.messaging.lease import LeaderLease
 from cqrs_demo.messaging.relay_status import RelayStatus
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 RECOVERABLE = (
     pika.exceptions.AMQPError,
+    pymongo.errors.PyMongoError,  # the namespace's partition layout is recorded in its read database
     psycopg.OperationalError,
     sa.exc.OperationalError,
     sa.exc.InterfaceError,
@@ -182,7 +184,8 @@ class OutboxRelay:
                 type=event.type,
                 timestamp=int(now.timestamp()),
                 headers=headers.for_event(event, sequence=row.sequence, published_through=row.published_through,
-                                          published_at=now.isoformat()),
+                                          published_at=now.isoformat(),
+                                          partition=partitions.partition_of(event, self.settings.partitions)),
             ),
             mandatory=True,
         )
@@ -232,12 +235,21 @@ class OutboxRelay:
                     except RECOVERABLE:
                         conn.invalidate()
 
+    def _declare_layout(self, channels) -> None:
+        """The projector's queues, under the namespace's recorded layout (which needs its read database)."""
+        if not self.settings.mongo_url:
+            topology.declare_projector_queue(channels(), self.settings)
+            return
+        with mongo_client(self.settings, serverSelectionTimeoutMS=5000) as client:
+            partition_layout.declare(channels, self.settings, client[self.settings.mongo_database])
+
     @contextmanager
     def _channel(self):
         connection = amqp_connection(self.settings)
         try:
-            channel = connection.channel()
-            topology.declare_projector_queue(channel, self.settings)
+            channels = topology.ReopeningChannel(connection)
+            self._declare_layout(channels)
+            channel = channels()
             channel.confirm_delivery()
             yield channel
         finally:

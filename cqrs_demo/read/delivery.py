@@ -27,6 +27,7 @@ class Delivery:
     message_id: str | None
     event: Event | None = None
     unreadable: MalformedEvent | None = None
+    channel: Any = None  # the channel it came on, where it is acknowledged
 
     @property
     def stream(self) -> StreamRef | None:

@@ -18,6 +18,11 @@ and each time, the product is held and its later events parked until the stream 
 Every applied event's publication number is recorded for the watermark (`watermark`); a
 periodic tick advances the watermark and records the queue's depth in the status record.
 
+With `partitions` N > 1 it consumes every partition queue; the broker makes it the active
+consumer of some of them (single active consumer), a standby on the others, and the projectors
+spread the partitions between them (`partition_balance`). Each partition's consumer, depth and
+watermark are recorded (`partition_status`).
+
 The guarantee toggles in `Settings` (auto-ack, deduplication off, naive delivery) exist only to
 show what each guarantee buys; the defaults keep all of them.
 """
@@ -37,13 +42,14 @@ from cqrs_demo import failpoints
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_connection, mongo_client
 from cqrs_demo.messaging import headers as message_headers
-from cqrs_demo.messaging import topology
+from cqrs_demo.messaging import partition_layout, topology
 from cqrs_demo.messaging.backoff import Backoff
 from cqrs_demo.messaging.events import Event, MalformedEvent
-from cqrs_demo.read import attempts, audit, poison, projection, watermark
+from cqrs_demo.read import attempts, audit, partition_status, poison, projection, watermark
 from cqrs_demo.read.audit import APPLICATIONS
 from cqrs_demo.read.batch import project_batch
 from cqrs_demo.read.delivery import Delivery, read_delivery
+from cqrs_demo.read.partition_balance import PartitionBalance, new_consumer_id
 from cqrs_demo.read.upcasting import UPCASTERS, UnknownSchemaVersion, Upcasters
 from cqrs_demo.read.versioned import Outcome
 from cqrs_demo.read.generations import REFRESH_SECONDS, Following, apply_to_building
@@ -54,6 +60,7 @@ log = logging.getLogger(__name__)
 RECOVERABLE = (pika.exceptions.AMQPError, pymongo.errors.PyMongoError, ConnectionError, OSError)
 REPLAY_HEADER = "x-replayed"
 TICK_SECONDS = 0.5  # how often the watermark advances and the queue depth is measured
+STANDBY_DELAY = 2.0  # seconds before a projector also stands by on the partitions that are not its own
 
 
 class Projector:
@@ -71,6 +78,13 @@ class Projector:
         self._pending: list = []
         self._stop = threading.Event()
         self._next_tick = 0.0
+        self.consumer_id = new_consumer_id()
+        self.balance = PartitionBalance(self.db, self.consumer_id, settings.partitions) if settings.partitions > 1 else None
+        self._channels: dict[int, object] = {}  # partition -> the channel this projector consumes it on
+        self._partition_of_channel: dict[int, int] = {}  # channel number -> partition
+        self._active: set[int] = set()  # partitions delivered to this projector since the last tick
+        self._standby_later: list[int] = []
+        self._standby_due = 0.0
 
     # -- applying events ---------------------------------------------------------------------
 
@@ -117,6 +131,7 @@ class Projector:
         newest = max((event for event, _, _ in results), key=lambda e: e.position)
         lag_ms = (datetime.now(timezone.utc) - datetime.fromisoformat(newest.committed_at)).total_seconds() * 1000
         projection.record_statuses(self.db, [(e, o) for e, o, _ in results], lag_ms)
+        partition_status.record_flush(self.db, self.consumer_id, results, lag_ms)
         self._record_publications([h for _, o, h in results if o is not Outcome.GAP])
         if self.settings.projection_audit:
             now = datetime.now(timezone.utc)
@@ -138,45 +153,58 @@ class Projector:
     # -- a batch of deliveries ---------------------------------------------------------------
 
     def _on_message(self, channel, method, properties, body) -> None:
-        self._pending.append((method, properties, body))
+        self._pending.append((channel, method, properties, body))
+        partition = self._partition_of_channel.get(channel.channel_number)
+        if partition is not None:
+            self._active.add(partition)
 
-    def _read(self, method, properties, body) -> Delivery:
-        return read_delivery(method, properties, body, self.upcasters)
+    def _read(self, channel, method, properties, body) -> Delivery:
+        delivery = read_delivery(method, properties, body, self.upcasters)
+        delivery.channel = channel  # acknowledged on the channel it came on: each partition has its own
+        return delivery
 
-    def _flush(self, channel) -> None:
+    def _flush(self) -> None:
         """Apply every delivery received so far, then acknowledge each as its outcome says."""
-        deliveries = [self._read(*pending) for pending in self._pending]
+        # A channel closed meanwhile took its deliveries with it: the broker requeues them.
+        deliveries = [self._read(*pending) for pending in self._pending if pending[0].is_open]
         self._pending = []
         readable = []
         for delivery in deliveries:
             if isinstance(delivery.unreadable, UnknownSchemaVersion):
-                self._hold_unknown_version(channel, delivery)
+                self._hold_unknown_version(delivery)
             elif delivery.unreadable is not None:
-                self._dead_letter(channel, delivery, f"not an event: {delivery.unreadable}")
+                self._dead_letter(delivery, f"not an event: {delivery.unreadable}")
             else:
                 readable.append(delivery)
         if self.settings.auto_ack:
-            self._apply_and_settle(channel, readable)
+            self._apply_and_settle(readable)
             return
         verdicts = attempts.judge(self.db, [d.event_id for d in readable if d.redelivered])
-        batch, suspects = [], []
+        batch, suspects, followers = [], [], []
+        suspected_streams: set[str] = set()
         for delivery in readable:
             verdict = verdicts.get(delivery.event_id)
             if verdict and verdict.tries >= self.settings.poison_attempts:
                 log.error("dead-lettering event %s after %d attempts: the process died applying it",
                           delivery.event_id, verdict.tries)
-                self._dead_letter(channel, delivery, f"{verdict.tries} tries ended with the projector gone")
+                self._dead_letter(delivery, f"{verdict.tries} tries ended with the projector gone")
             elif verdict and verdict.crashed:
                 suspects.append(delivery)
+                suspected_streams.add(delivery.stream.key)
+            elif delivery.stream.key in suspected_streams:
+                # Behind a suspect of its own stream: applied before it, it would only be a gap,
+                # handed back, and (while its product stays busy) make the next ones gaps too.
+                followers.append(delivery)
             else:
                 batch.append(delivery)
-        self._apply_and_settle(channel, batch)
+        self._apply_and_settle(batch)
         # Redelivered after a crash: each alone, so a crash during its try is its own.
         for suspect in suspects:
             attempts.begin(self.db, suspect.event_id)
-            self._apply_and_settle(channel, [suspect])
+            self._apply_and_settle([suspect])
+        self._apply_and_settle(followers)
 
-    def _apply_and_settle(self, channel, deliveries: list[Delivery]) -> None:
+    def _apply_and_settle(self, deliveries: list[Delivery]) -> None:
         if not deliveries:
             return
         results = self._apply_all(deliveries)
@@ -193,10 +221,10 @@ class Projector:
         for delivery, result in zip(deliveries, results):
             key = delivery.stream.key
             if isinstance(result, MalformedEvent):
-                retry += self._failed(channel, delivery, result)
+                retry += self._failed(delivery, result)
                 continue
             if result is Outcome.GAP:
-                if key in held and self._park(channel, delivery):
+                if key in held and self._park(delivery):
                     done.append(delivery.event_id)
                     # A settle that scanned the parked copies just before this one was stored
                     # missed it; if it is next in line by now, settle again.
@@ -206,7 +234,7 @@ class Projector:
                 handed_back.append(delivery.event_id)
                 retry.append(delivery)
                 continue
-            channel.basic_ack(delivery.method.delivery_tag)
+            delivery.channel.basic_ack(delivery.method.delivery_tag)
             done.append(delivery.event_id)
             if key in held:
                 to_settle.add(key)
@@ -217,21 +245,21 @@ class Projector:
             # failure) a moment, once for the whole batch, then hand them back to the queue.
             self._stop.wait(self.gap_retry_delay)
             for delivery in retry:
-                channel.basic_nack(delivery.method.delivery_tag, requeue=True)
+                delivery.channel.basic_nack(delivery.method.delivery_tag, requeue=True)
         for key in sorted(to_settle):
             self._settle(key)
 
-    def _failed(self, channel, delivery: Delivery, exc: Exception) -> list[Delivery]:
+    def _failed(self, delivery: Delivery, exc: Exception) -> list[Delivery]:
         """Deliveries to retry: this one, until it has had its `poison_attempts` tries."""
         tries = attempts.failed(self.db, delivery.event_id)
         if tries < self.settings.poison_attempts:
             log.warning("event %s failed (attempt %d): %s", delivery.event_id, tries, exc)
             return [delivery]
         log.error("dead-lettering event %s after %d attempts: %s", delivery.event_id, tries, exc)
-        self._dead_letter(channel, delivery, str(exc))
+        self._dead_letter(delivery, str(exc))
         return []
 
-    def _dead_letter(self, channel, delivery: Delivery, reason: str) -> None:
+    def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Reject to the dead-letter queue, holding the message's stream first (if it names one)."""
         stream = delivery.stream
         if stream is not None:
@@ -242,32 +270,32 @@ class Projector:
             attempts.settled(self.db, [delivery.event_id])
         self._count("dead_lettered")
         if not self.settings.auto_ack:
-            channel.basic_reject(delivery.method.delivery_tag, requeue=False)
+            delivery.channel.basic_reject(delivery.method.delivery_tag, requeue=False)
 
-    def _park(self, channel, delivery: Delivery) -> bool:
+    def _park(self, delivery: Delivery) -> bool:
         if not poison.park(self.db, delivery.stream, delivery.event_id, delivery.body, delivery.headers):
             return False
         self._count("parked")
-        self._ack(channel, delivery)
+        self._ack(delivery)
         return True
 
-    def _ack(self, channel, delivery: Delivery) -> None:
+    def _ack(self, delivery: Delivery) -> None:
         if not self.settings.auto_ack:  # an auto-acknowledged delivery has no tag left to ack
-            channel.basic_ack(delivery.method.delivery_tag)
+            delivery.channel.basic_ack(delivery.method.delivery_tag)
 
-    def _hold_unknown_version(self, channel, delivery: Delivery) -> None:
+    def _hold_unknown_version(self, delivery: Delivery) -> None:
         """An event this projector cannot read yet: its stream waits for a projector that can."""
         stream = delivery.stream
         if stream.aggregate_version <= poison.read_version(self.db, stream.key):
             self._record_publications([delivery.headers])  # already applied by a newer projector
-            self._ack(channel, delivery)
+            self._ack(delivery)
             return
         log.warning("holding %s: %s", stream.key, delivery.unreadable)
         poison.hold(self.db, stream, str(delivery.unreadable))
-        if self._park(channel, delivery):
+        if self._park(delivery):
             return
         attempts.handed_back(self.db, [delivery.event_id])
-        channel.basic_nack(delivery.method.delivery_tag, requeue=True)
+        delivery.channel.basic_nack(delivery.method.delivery_tag, requeue=True)
 
     def _settle(self, key: str) -> None:
         result = poison.settle(self.db, key, self.apply, on_duplicate=lambda h: self._record_publications([h]))
@@ -281,19 +309,74 @@ class Projector:
 
     # -- the consuming loop ------------------------------------------------------------------
 
-    def _tick(self, channel) -> None:
-        """Now and then: move the watermark, and note how many events wait in the queue."""
+    def _tick(self, connection, control) -> None:
+        """Now and then: move the watermark, note how many events wait in each queue, and hand
+        partitions that are not this projector's own to the next in line."""
         now = time.monotonic()
         if now < self._next_tick:
             return
         self._next_tick = now + TICK_SECONDS
         watermark.advance(self.db)
-        depth = channel.queue_declare(self.settings.projector_queue, passive=True).method.message_count
+        counts = topology.partition_depths(control, self.settings)
+        depth = sum(c[0] for c in counts if c is not None)
         self.db[projection.STATUS].update_one(
             {"_id": "projector"},
             {"$set": {"queue_depth": depth, "queue_checked_at": datetime.now(timezone.utc)}},
             upsert=True,
         )
+        partition_status.record_depths(self.db, counts)
+        active, self._active = self._active, set()
+        if self._standby_later and now >= self._standby_due:
+            for partition in self._standby_later:  # now a standby on the others' partitions too
+                self._subscribe(connection, partition)
+            self._standby_later = []
+        if self.balance is not None:
+            self.balance.heartbeat()
+            crowded = {k for k, c in enumerate(counts) if c is not None and c[1] > 1}
+            for k in sorted(self.balance.to_give_up(active, crowded)):
+                log.info("handing partition %d to the next projector in line", k)
+                self._subscribe(connection, k)
+
+    def _own_partitions_first(self, stop: threading.Event) -> list[int]:
+        """The partitions to subscribe to now: its own share; the others' after `STANDBY_DELAY`.
+
+        The broker makes active whoever subscribes to a queue first. Projectors that start
+        together each take their own share first, so no partition has to be handed over while
+        events flow: a handover is not free (deliveries the old consumer had in flight are put
+        back after the new one has received later events, which makes a window of gaps once).
+        """
+        partitions = list(range(self.settings.partitions))
+        if self.balance is None:
+            return partitions
+        self.balance.heartbeat()
+        stop.wait(TICK_SECONDS * 2)  # projectors started with this one announce themselves meanwhile
+        self.balance.heartbeat()
+        own = self.balance.own()
+        self._standby_later = [k for k in partitions if k not in own]
+        self._standby_due = time.monotonic() + STANDBY_DELAY
+        return sorted(own)
+
+    def _subscribe(self, connection, partition: int) -> None:
+        """Consume a partition on a channel of its own; if already consuming it, go to the back of its line.
+
+        Called with no delivery in hand. Going to the back is closing the partition's channel
+        and opening another: the broker requeues what that channel had unacknowledged in the same
+        step as it makes the next consumer active, so the next one receives the partition's events
+        in order. (A cancel would not: deliveries already under way would be requeued after the
+        next consumer has received later ones, and those would be gaps.)
+        """
+        old = self._channels.pop(partition, None)
+        if old is not None:
+            self._partition_of_channel.pop(old.channel_number, None)
+            if old.is_open:
+                old.close()
+        channel = connection.channel()
+        # Per partition: its share of the window; a projector that holds them all has `prefetch`.
+        channel.basic_qos(prefetch_count=max(1, self.prefetch // self.settings.partitions))
+        channel.basic_consume(self.settings.projector_queues[partition], self._on_message,
+                              auto_ack=self.settings.auto_ack)
+        self._channels[partition] = channel
+        self._partition_of_channel[channel.channel_number] = partition
 
     def _prepare_read_model(self) -> None:
         projection.ensure_indexes(self.db)
@@ -314,19 +397,18 @@ class Projector:
                     self.settle_held_streams()
                     settled = True
                 connection = amqp_connection(self.settings)
-                channel = connection.channel()
-                topology.declare_projector_queue(channel, self.settings)
-                channel.basic_qos(prefetch_count=self.prefetch)
-                channel.basic_consume(
-                    self.settings.projector_queue, self._on_message, auto_ack=self.settings.auto_ack
-                )
+                control = topology.ReopeningChannel(connection)  # declares and passive counts
+                partition_layout.declare(control, self.settings, self.db)
+                self._channels, self._partition_of_channel = {}, {}
+                for partition in self._own_partitions_first(stop):
+                    self._subscribe(connection, partition)
                 backoff.reset()
                 while not stop.is_set():
                     connection.process_data_events(time_limit=0.2)
                     if self._pending:
                         connection.process_data_events(time_limit=0)  # whatever else has arrived
-                        self._flush(channel)
-                    self._tick(channel)
+                        self._flush()
+                    self._tick(connection, control)
             except RECOVERABLE as exc:
                 delay = backoff.next()
                 log.warning("projector lost a connection (%s); retrying in %.1fs", exc, delay)
@@ -337,3 +419,8 @@ class Projector:
                         connection.close()  # unacknowledged messages go back to the queue
                     except RECOVERABLE:
                         pass
+        if self.balance is not None:
+            try:
+                self.balance.leave()  # the others take its partitions now, not when it expires
+            except pymongo.errors.PyMongoError:
+                pass

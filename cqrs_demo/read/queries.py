@@ -10,7 +10,9 @@ from typing import Any
 
 from cqrs_demo.errors import NotFound, ReadModelBehind
 from cqrs_demo.messaging.product import cents
-from cqrs_demo.read import projection
+from cqrs_demo.messaging import partition_layout
+from cqrs_demo.read import partition_status, projection
+from cqrs_demo.read.partition_balance import live_members
 from cqrs_demo.read.params import OrderListParams, ProductListParams
 from cqrs_demo.read.views import order_view, product_view, projection_status_view, read_model_status_view, top_product_view
 from cqrs_demo.read.waiting import VersionWatch
@@ -73,9 +75,12 @@ def top_products(db, limit: int) -> list[dict[str, Any]]:
 
 
 def projection_status(db) -> dict[str, Any]:
-    """The projector's status record, the watermark (`read.watermark`), and the relay's report."""
+    """The projector's status record, the watermark (`read.watermark`), the relay's report, and each
+    partition of the namespace's recorded layout (`partition_layout`)."""
     docs = {doc["_id"]: doc for doc in db[projection.STATUS].find({"_id": {"$in": ["projector", "watermark", "relay"]}})}
-    return projection_status_view(docs.get("projector", {}), docs.get("watermark", {}), docs.get("relay", {}))
+    partitions = partition_status.partitions_view(db, partition_layout.recorded(db), live_members(db))
+    return projection_status_view(docs.get("projector", {}), docs.get("watermark", {}), docs.get("relay", {}),
+                                  partitions)
 
 
 def _wait_for(watch: VersionWatch, collection: str, doc_id: int, min_version: int | None,

@@ -143,6 +143,22 @@ def top_product_view(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class PartitionStatus(BaseModel):
+    """One projector queue (`CQRS_PARTITIONS`; with 1, the single queue is partition 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: Count
+    consumer: str | None = Field(description="the projector that last applied from it (host:pid:id)")
+    consumer_alive: bool = Field(description="that projector is still running (it announced itself lately)")
+    depth: Count | None = Field(description="events waiting in its queue, as last measured")
+    consumers: Count | None = Field(description="projectors subscribed: one active, the others standing by")
+    watermark: Count = Field(description="outbox position of the newest event applied from it")
+    lag_ms: float | None = Field(description="commit-to-apply time of its last batch, ms")
+    applied: Count
+    gaps: Count = Field(description="events handed back because their predecessor was not applied yet")
+
+
 class ProjectionStatus(BaseModel):
     """The projector's status record: what it applied, skipped, and how far behind the read side is.
 
@@ -168,14 +184,17 @@ class ProjectionStatus(BaseModel):
     relay_checked_at: datetime | None = Field(description="when the relay last looked at the outbox")
     last_lag_ms: float | None = Field(description="commit-to-apply time of the last batch, ms")
     updated_at: datetime | None
+    partitions: list[PartitionStatus] = Field(description="each projector queue: consumer, depth, watermark, lag")
 
 
 _COUNTERS = ["applied", "duplicates", "gaps", "reapplied", "overwrote_newer", "dead_lettered", "parked"]
 
 
 def projection_status_view(doc: dict[str, Any], mark: dict[str, Any] | None = None,
-                           relay: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The status record, the watermark record and the relay's report, as `/api/projection` serves them."""
+                           relay: dict[str, Any] | None = None,
+                           partitions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The status record, the watermark record, the relay's report and each partition's status,
+    as `/api/projection` serves them."""
     mark, relay = mark or {}, relay or {}
     oldest = relay.get("oldest_unpublished_at")
     return {
@@ -188,6 +207,7 @@ def projection_status_view(doc: dict[str, Any], mark: dict[str, Any] | None = No
         "relay_checked_at": instant(relay.get("checked_at")),
         "last_lag_ms": doc.get("last_lag_ms"),
         "updated_at": instant(doc.get("updated_at")),
+        "partitions": partitions or [],
     }
 
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_connection
+from cqrs_demo.messaging import topology
 from cqrs_demo.messaging.relay import application_name
 from cqrs_demo.write.schema import relay_lock_key
 
@@ -46,18 +47,17 @@ def active_relays(settings: Settings, engine) -> int:
 
 
 def projector_queue_counts(settings: Settings) -> tuple[int, int] | None:
-    """(messages ready in the projector queue, consumers on it); None when it cannot be asked."""
+    """(messages ready in the projector queues, consumers on the least-served one); None when
+    they cannot be asked or one is missing. With partitions, every partition queue needs a consumer."""
     try:
         connection = amqp_connection(settings)
     except (pika.exceptions.AMQPError, OSError):
         return None
     try:
-        method = connection.channel().queue_declare(settings.projector_queue, passive=True).method
-        return method.message_count, method.consumer_count
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == 405:  # an exclusive queue, locked by the projector that owns it
-            return 0, 1
-        return None
+        counts = topology.partition_depths(topology.ReopeningChannel(connection), settings)
+        if any(c is None for c in counts):
+            return None
+        return sum(c[0] for c in counts), min(c[1] for c in counts)
     except pika.exceptions.AMQPError:
         return None
     finally:

@@ -41,13 +41,21 @@ def serve(name: str, settings: Settings) -> None:
 
             port = settings.query_port
         waitress.serve(create_app(settings), host=settings.host, port=port, threads=16, ident=f"cqrs-{name}")
-    elif name == "relay":
-        from cqrs_demo.messaging.relay import OutboxRelay
-
-        OutboxRelay(settings).run(_stop_on_signals())
-    elif name == "projector":
-        from cqrs_demo.read.projector import Projector
-
-        Projector(settings).run(_stop_on_signals())
+    elif name in ("relay", "projector"):
+        _run_loop(name, settings)
     else:
         raise ValueError(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
+
+
+def _run_loop(name: str, settings: Settings) -> None:
+    from cqrs_demo.messaging.partition_layout import PartitionLayoutChanged
+
+    if name == "relay":
+        from cqrs_demo.messaging.relay import OutboxRelay as Loop
+    else:
+        from cqrs_demo.read.projector import Projector as Loop
+    try:
+        Loop(settings).run(_stop_on_signals())
+    except PartitionLayoutChanged as exc:  # refused to start: say why, in words, and exit
+        logging.getLogger(name).error("%s", exc)
+        raise SystemExit(2) from None

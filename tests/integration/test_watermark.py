@@ -215,6 +215,7 @@ def test_the_status_reports_the_age_of_the_oldest_unpublished_event(settings, co
 
 def test_the_queue_depth_is_what_waits_in_the_projector_queue(settings, command_client, read_db, broker):
     from cqrs_demo.connections import amqp_connection
+    from cqrs_demo.messaging import topology
     from cqrs_demo.read.projector import Projector
 
     for n in range(4):
@@ -222,7 +223,8 @@ def test_the_queue_depth_is_what_waits_in_the_projector_queue(settings, command_
     projector = Projector(settings)
     connection = amqp_connection(settings)
     try:
-        projector._tick(connection.channel())  # the periodic measurement, without consuming
+        # the periodic measurement, without consuming
+        projector._tick(connection, topology.ReopeningChannel(connection))
     finally:
         connection.close()
         projector.client.close()

@@ -27,6 +27,7 @@ EVERY_SETTING = {
     "CQRS_RELAY_POLL_SECONDS": "0.25",
     "CQRS_RELAY_LISTEN": "false",
     "CQRS_PROJECTOR_PREFETCH": "7",
+    "CQRS_PARTITIONS": "3",
     "CQRS_RUN_DIR": "/tmp/elsewhere",
     "CQRS_DELIVERY": "naive",
     "CQRS_PROJECTOR_ACK": "auto",

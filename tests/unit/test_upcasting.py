@@ -107,11 +107,11 @@ def test_a_projector_reading_a_message_of_an_unknown_version_keeps_the_event_to_
     old = Projector(settings, upcasters=UPCASTERS.knowing_only({events.PRODUCT_UPDATED: 1}))
     try:
         body = event(schema_version=2, payload=V2_PAYLOAD).to_json()
-        delivery = old._read(SimpleNamespace(redelivered=False), SimpleNamespace(headers={}, message_id="e-1"), body)
+        delivery = old._read(None, SimpleNamespace(redelivered=False), SimpleNamespace(headers={}, message_id="e-1"), body)
         assert isinstance(delivery.unreadable, UnknownSchemaVersion)
         assert delivery.event.schema_version == 2 and delivery.stream.key == "product:7"
         new = Projector(settings)
-        current = new._read(SimpleNamespace(redelivered=False), SimpleNamespace(headers={}, message_id="e-1"), body)
+        current = new._read(None, SimpleNamespace(redelivered=False), SimpleNamespace(headers={}, message_id="e-1"), body)
         new.client.close()
         assert current.unreadable is None and current.event.payload == V2_PAYLOAD
     finally:

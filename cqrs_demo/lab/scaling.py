@@ -1,0 +1,144 @@
+"""Notebook 10, scaling the read side: several projectors, on one queue or on partitions.
+
+`ScalingLab(stack)` runs extra projector processes beside the stack's own, queues events while
+every projector is stopped and times their catch-up (counting the gap retries), shows each
+partition's consumer, depth and watermark, and finds out, from the queues themselves, which
+partition the relay routed each product's events to.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pandas as pd
+
+from cqrs_demo.connections import amqp_connection
+from cqrs_demo.messaging import headers as message_headers
+from cqrs_demo.polling import wait_until
+from cqrs_demo.read import queries
+from cqrs_demo.runtime import processes
+from cqrs_demo.runtime.processes import Process
+from cqrs_demo.write import products as product_commands
+from cqrs_demo.write.commands import ProductPatch
+from cqrs_demo.write.transaction import command_transaction
+
+
+def partitions_table(stack) -> pd.DataFrame:
+    """Each projector queue, as `/api/projection` shows it: consumer, depth, watermark, lag."""
+    rows = queries.projection_status(stack.read_db)["partitions"]
+    return pd.DataFrame(rows).set_index("partition")
+
+
+class ScalingLab:
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.extras: list[Process] = []
+
+    # -- projector processes -----------------------------------------------------------------
+
+    def run_projectors(self, count: int) -> None:
+        """Run `count` projectors: the stack's own and `count - 1` more, started together (so that
+        each takes its own share of the partitions from the start)."""
+        own = self.stack.stack.processes["projector"]
+        if not own.alive():
+            self.stack.stack.start_service("projector")
+        while len(self.extras) < count - 1:
+            log = self.stack.stack.directory / f"projector-{len(self.extras) + 2}.log"
+            self.extras.append(processes.start_service("projector", self.stack.settings, log))
+        while len(self.extras) > count - 1:
+            self.extras.pop().stop()
+        self.stack.resume("projector")  # waits until it is healthy
+
+    def stop_projectors(self) -> None:
+        self.run_projectors(1)
+        self.stack.pause("projector")
+
+    def kill_projector(self) -> str:
+        """SIGKILL the projector that holds partition 0 (or the stack's own); returns its id."""
+        holder = partitions_table(self.stack).loc[0, "consumer"] or ""
+        pid = int(holder.split(":")[1]) if holder.count(":") == 2 else self.stack.stack.processes["projector"].pid
+        for extra in self.extras:
+            if extra.pid == pid:
+                extra.signal(signal.SIGKILL)
+                extra.wait(10)
+                self.extras.remove(extra)
+                return holder
+        self.stack.kill("projector")
+        return holder
+
+    # -- events ------------------------------------------------------------------------------
+
+    def seed(self, products: int) -> list[int]:
+        """`products` new products; their ids."""
+        from cqrs_demo.lab.client import WorkbenchClient
+
+        client = WorkbenchClient.for_stack(self.stack)
+        tag = f"{time.time_ns():x}"
+        return [client.create_product(f"Scale {i}", "5.00", 1000, f"SC-{tag}-{i}").body["id"] for i in range(products)]
+
+    def queue_updates(self, product_ids: list[int], events: int) -> None:
+        """`events` updates, round-robin over `product_ids`, through the write side's own commands,
+        then wait until the relay has published them all."""
+        per_transaction = 100
+        for start in range(0, events, per_transaction):
+            with command_transaction(self.stack.engine) as tx:
+                for n in range(start, min(start + per_transaction, events)):
+                    product_commands.patch(tx, product_ids[n % len(product_ids)], ProductPatch(quantity=n % 1000), None)
+        wait_until(lambda: self.stack.sql("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")["n"][0] == 0,
+                   timeout=120, what="every event to be published")
+
+    def catch_up(self, product_ids: list[int], events: int, projectors: int) -> dict:
+        """Queue `events` with every projector stopped, start `projectors`, and time the drain."""
+        self.stop_projectors()
+        before = queries.projection_status(self.stack.read_db)
+        self.queue_updates(product_ids, events)
+        target = before["applied"] + before["duplicates"] + events
+        started = time.monotonic()
+        self.run_projectors(projectors)
+
+        def counted() -> bool:
+            status = queries.projection_status(self.stack.read_db)
+            return status["applied"] + status["duplicates"] >= target
+
+        wait_until(counted, timeout=300, interval=0.05, what=f"{events} events applied")
+        seconds = time.monotonic() - started
+        after = queries.projection_status(self.stack.read_db)
+        return {"projectors": projectors, "partitions": self.stack.settings.partitions, "events": events,
+                "products": len(product_ids), "seconds": round(seconds, 2),
+                "events_per_s": round(events / seconds), "gap_retries": after["gaps"] - before["gaps"]}
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def routed_partitions(self, product_ids: list[int]) -> dict[int, int]:
+        """Which partition queue the relay put each product's next event in, seen in the queues.
+
+        With the projectors stopped, each product gets one update; then every queued message is
+        read without being acknowledged (closing the connection puts them all back) and the
+        product its headers name is noted with the queue it was in.
+        """
+        self.stop_projectors()
+        try:
+            self.queue_updates(product_ids, len(product_ids))
+            found: dict[int, int] = {}
+            connection = amqp_connection(self.stack.settings)
+            try:
+                channel = connection.channel()
+                for k, queue in enumerate(self.stack.settings.projector_queues):
+                    while True:
+                        method, properties, _ = channel.basic_get(queue, auto_ack=False)
+                        if method is None:
+                            break
+                        stream = message_headers.stream_of(properties.headers)
+                        if stream and stream.aggregate_id in product_ids:
+                            found[stream.aggregate_id] = k
+            finally:
+                connection.close()  # nothing was acknowledged: every message goes back
+            return {pid: found[pid] for pid in product_ids if pid in found}
+        finally:
+            self.stack.resume("projector")
+
+    def close(self) -> None:
+        for extra in self.extras:
+            extra.stop()
+        self.extras = []

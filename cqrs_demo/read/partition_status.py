@@ -1,0 +1,98 @@
+"""Each partition's status, as the projectors see it: who consumes it, how deep, how far applied.
+
+One document per partition in `partition_status` (`_id`: the partition number), written by
+whichever projector touches it:
+- on every flush, per partition the batch held: the projector's consumer id (it is the one the
+  broker delivers to: single active consumer), the outbox position and publication number of the
+  newest event it applied there, the lag at that application, and counts of applied events and
+  gap retries;
+- on every tick, by every projector: the queue's depth and consumer count (a passive declare).
+
+The partition's `watermark` is the position of the newest event applied from it. One consumer
+applies a partition's queue in order, so every event of that partition published before it has
+been applied too, apart from events held behind a poison message (the namespace's watermark,
+`read.watermark`, stays exact for those).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from pymongo import UpdateOne
+
+from cqrs_demo.messaging import headers as message_headers
+from cqrs_demo.messaging.partitions import PARTITION
+from cqrs_demo.read.versioned import Outcome
+
+PARTITIONS = "partition_status"
+
+
+def _partition(headers: dict[str, Any]) -> int | None:
+    value = (headers or {}).get(PARTITION)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def record_flush(db, consumer: str, results: Iterable[tuple[Any, Outcome, dict[str, Any]]],
+                 lag_ms: float | None) -> None:
+    """What one flush did to each partition it held events of (results: event, outcome, headers)."""
+    now = datetime.now(timezone.utc)
+    per_partition: dict[int, dict[str, Any]] = {}
+    for event, outcome, headers in results:
+        k = _partition(headers)
+        if k is None:
+            continue
+        entry = per_partition.setdefault(k, {"applied": 0, "gaps": 0, "position": 0, "sequence": 0})
+        if outcome is Outcome.GAP:
+            entry["gaps"] += 1
+            continue
+        entry["applied"] += outcome is Outcome.APPLIED
+        entry["position"] = max(entry["position"], event.position)
+        publication = message_headers.publication_of(headers)
+        if publication:
+            entry["sequence"] = max(entry["sequence"], publication[0])
+    writes = []
+    for k, entry in per_partition.items():
+        update: dict[str, Any] = {
+            "$set": {"consumer": consumer, "consumer_seen_at": now},
+            "$inc": {"applied": entry["applied"], "gaps": entry["gaps"]},
+        }
+        if entry["position"]:
+            update["$max"] = {"watermark": entry["position"], "sequence": entry["sequence"]}
+            if lag_ms is not None:
+                update["$set"]["lag_ms"] = round(lag_ms, 3)
+        writes.append(UpdateOne({"_id": k}, update, upsert=True))
+    if writes:
+        db[PARTITIONS].bulk_write(writes, ordered=False)
+
+
+def record_depths(db, counts: list[tuple[int, int] | None]) -> None:
+    """Each partition queue's (depth, consumers), as a tick measured them."""
+    now = datetime.now(timezone.utc)
+    writes = [
+        UpdateOne({"_id": k}, {"$set": {"depth": c[0], "consumers": c[1], "checked_at": now}}, upsert=True)
+        for k, c in enumerate(counts) if c is not None
+    ]
+    if writes:
+        db[PARTITIONS].bulk_write(writes, ordered=False)
+
+
+def partitions_view(db, partitions: int, live_consumers: set[str]) -> list[dict[str, Any]]:
+    """One row per partition 0 .. partitions-1, as `/api/projection` serves them."""
+    docs = {doc["_id"]: doc for doc in db[PARTITIONS].find({"_id": {"$lt": partitions}})}
+    rows = []
+    for k in range(partitions):
+        doc = docs.get(k, {})
+        consumer = doc.get("consumer")
+        rows.append({
+            "partition": k,
+            "consumer": consumer,
+            "consumer_alive": consumer in live_consumers if consumer else False,
+            "depth": doc.get("depth"),
+            "consumers": doc.get("consumers"),
+            "watermark": doc.get("watermark", 0),
+            "lag_ms": doc.get("lag_ms"),
+            "applied": doc.get("applied", 0),
+            "gaps": doc.get("gaps", 0),
+        })
+    return rows
