@@ -44,7 +44,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or config_module.from_environment()
     client = mongo_client(settings)
     wait_for("MongoDB", lambda: client.admin.command("ping"), MONGODB_DOWN)
-    db = generations.Following(client[settings.mongo_database])  # reads follow a rebuild's switch
+    # Reads follow a rebuild's switch within REFRESH_SECONDS, well inside the time the old
+    # generation is kept after it; reading the pointer for every query would double the reads
+    # the read model serves (a read-your-writes wait looks every few milliseconds).
+    db = generations.Following(client[settings.mongo_database], refresh_seconds=generations.REFRESH_SECONDS)
     app = routes(settings, probe=lambda: client.admin.command("ping"))
     app.extensions["cqrs"] = {"settings": settings, "db": db, "watch": VersionWatch(db)}
     web.add_openapi(app, *_ABOUT)
