@@ -56,10 +56,14 @@ def _version(name: str) -> str | None:
         return None
 
 
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def write(name: str, parameters: dict, results: dict, figure=None, directory: Path = RESULTS) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
-    document = {"scenario": name, "ran_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    document = {"scenario": name, "ran_at": utc_now(),
                 "machine": machine(), "parameters": parameters, "results": results}
     path.write_text(json.dumps(document, indent=2, default=str))
     if figure is not None:

@@ -180,13 +180,16 @@ def cmd_bench(settings: Settings, args) -> int:
 
 
 def cmd_chaos(settings: Settings, args) -> int:
+    from cqrs_demo.bench import record
     from cqrs_demo.chaos.run import run
 
     verdict = run(args.seconds, args.seed, say=lambda line: print(line, flush=True))
     print(verdict.table())
     if args.json:
+        # Stamped like the benchmarks' results, which it sits beside.
+        document = {"ran_at": record.utc_now(), "machine": record.machine(), **verdict.to_json()}
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(verdict.to_json(), indent=2, default=str) + "\n")
+        args.json.write_text(json.dumps(document, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
     return 0 if verdict.passed else 1
 
