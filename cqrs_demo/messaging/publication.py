@@ -32,6 +32,7 @@ position, which holds because every command writes its aggregate's row before it
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -132,6 +133,49 @@ def number_batch(conn: Connection, settings: Settings, settled: int, limit: int)
     """)
     rows = conn.execute(statement, {"limit": limit, "settled": settled}).all()
     return sorted(rows, key=lambda row: row.sequence)
+
+
+# How long a batch's last row waits for writers still committing below it (`settle_tail`).
+TAIL_LOOKS = 10
+TAIL_PAUSE_SECONDS = 0.002
+
+
+def settle_tail(conn: Connection, settings: Settings, horizon: Horizon, last):
+    """The batch's last row, its mark raised once the writers that held the horizon back have
+    committed, before it is published.
+
+    A batch numbered while a writer was still committing carries the horizon of that moment,
+    below rows the batch itself holds (the writer committed between the look and the numbering).
+    If no event follows, nothing else would carry the mark past them, and the watermark would
+    stay below the newest event. Such writers are mid-commit: a few milliseconds. After
+    `TAIL_LOOKS` looks the row goes as it is; a long transaction's own event carries the mark
+    when it commits.
+    """
+    for _ in range(TAIL_LOOKS):
+        if last.published_through >= last.position:
+            break
+        settled = horizon.look(conn).settled
+        if settled > last.published_through:
+            last = raise_tail_mark(conn, settings, last, settled)
+        else:
+            time.sleep(TAIL_PAUSE_SECONDS)
+    return last
+
+
+def raise_tail_mark(conn: Connection, settings: Settings, row, settled: int):
+    """`row` again, its mark raised towards `settled` only as far as `number_batch` would have
+    put it: up to the horizon, and below the first committed row not numbered yet."""
+    schema = settings.schema
+    statement = sa.text(f"""
+        UPDATE "{schema}".outbox
+        SET published_through = GREATEST(published_through, LEAST(
+            CAST(:settled AS bigint),
+            coalesce((SELECT min(position) FROM "{schema}".outbox
+                      WHERE published_at IS NULL AND sequence IS NULL), CAST(:settled AS bigint) + 1) - 1))
+        WHERE position = :position
+        RETURNING *
+    """)
+    return conn.execute(statement, {"settled": settled, "position": row.position}).one()
 
 
 def numbered_unpublished(conn: Connection, settings: Settings, limit: int) -> list:

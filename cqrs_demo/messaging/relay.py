@@ -143,6 +143,8 @@ class OutboxRelay:
             self._republish_numbered = bool(rows)
         if not rows:
             rows = publication.number_batch(conn, self.settings, state.settled, self.batch_size)
+            if rows:
+                rows[-1] = publication.settle_tail(conn, self.settings, self.horizon, rows[-1])
         if not rows:
             return 0
         for row in rows:

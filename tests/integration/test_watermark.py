@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from support import Background
 
 from cqrs_demo.polling import WaitTimeout, wait_until
+from cqrs_demo.messaging import publication
 from cqrs_demo.read import projection, queries
 from cqrs_demo.write import products
 from cqrs_demo.write.commands import ProductFields
@@ -167,6 +168,23 @@ def test_the_watermark_waits_for_a_late_commit_skips_holes_and_survives_a_paused
             wait_watermark(read_db, max_position(write_engine))
     finally:
         halt(workers)
+
+
+def test_a_batch_numbered_while_its_writer_committed_carries_the_mark_past_it(settings, write_engine):
+    # The race, made to happen: the relay looks while a command is still committing, the command
+    # commits, and the next numbering finds its row. Numbered with the horizon of the look, the
+    # newest event's mark would stay below it until another event came, and the watermark with it.
+    horizon = publication.Horizon(settings)
+    with write_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with HeldTransaction(write_engine, settings, "TAIL-1") as writer:
+            settled = horizon.look(conn).settled
+            writer.commit()
+        (row,) = publication.number_batch(conn, settings, settled, limit=100)
+        assert row.published_through < row.position  # what the look alone allows
+
+        row = publication.settle_tail(conn, settings, horizon, row)
+
+    assert row.published_through == row.position == writer.product["position"]
 
 
 def test_two_projectors_under_load_never_show_a_watermark_past_an_unapplied_event(
