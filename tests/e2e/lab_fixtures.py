@@ -132,6 +132,13 @@ def unpublished(stack) -> int:
         return conn.scalar(sa.select(sa.func.count()).where(outbox.c.published_at.is_(None)))
 
 
+def assert_caught_up(stack, timeout: float = 30) -> None:
+    """The stack runs, every event is published, and the read model equals the write model."""
+    assert stack.status()["healthy"].all()
+    assert_equal(stack, timeout)
+    assert unpublished(stack) == 0
+
+
 def relay_lock_holders(stack) -> set[int]:
     """PostgreSQL backend pids of the sessions holding this namespace's relay lock (that key only:
     a relay starting up also holds the migration lock for a moment, under the same session name)."""

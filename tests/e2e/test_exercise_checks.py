@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.course import exercise
 from cqrs_demo.course.exercises.nb04 import VIEW
 from cqrs_demo.lab.client import WorkbenchClient
 from cqrs_demo.lab.price_bands import price_band
 from cqrs_demo.runtime import health
 
-from lab_fixtures import LabStacks, unpublished
+from lab_fixtures import LabStacks, assert_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -41,9 +40,7 @@ def stack(base_settings, tmp_path_factory):
 def consistent_afterwards(stack):
     """Whatever a check did, the stack it leaves behind runs and catches up."""
     yield
-    assert stack.status()["healthy"].all()
-    assert wait_until_equal(stack.engine, stack.read_db, 30)["equal"]
-    assert unpublished(stack) == 0
+    assert_caught_up(stack)
 
 
 def judge(exercise_id: str, answer, stack):

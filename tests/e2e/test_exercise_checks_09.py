@@ -11,7 +11,6 @@ import uuid
 
 import pytest
 
-from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.course import exercise
 from cqrs_demo.course.exercises.nb09 import _price_only, watermark_place
 from cqrs_demo.lab.client import WorkbenchClient
@@ -19,7 +18,7 @@ from cqrs_demo.lab.evolution import (OldProjector, events_table, held_streams, s
                                      watermark_caught_up, write_product_events)
 from cqrs_demo.polling import wait_until
 
-from lab_fixtures import LabStacks, unpublished
+from lab_fixtures import LabStacks, assert_caught_up, unpublished
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -52,10 +51,7 @@ def evolved(base_settings, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def consistent_afterwards(evolved):
     yield
-    stack = evolved["stack"]
-    assert stack.status()["healthy"].all()
-    assert wait_until_equal(stack.engine, stack.read_db, 30)["equal"]
-    assert unpublished(stack) == 0
+    assert_caught_up(evolved["stack"])
 
 
 def test_an_old_projector_holds_version_2_and_the_stacks_own_settles_it(evolved):
