@@ -113,11 +113,23 @@ def write_engine(settings):
 def stack(settings):
     """The whole stack as separate processes on free ports, as `cqrs-demo up` starts it."""
     from cqrs_demo.runtime.ports import free_port
-    from cqrs_demo.runtime.stack import Stack
+    from cqrs_demo.runtime.stack import Stack, StackError
 
-    stack = Stack(settings.with_(command_port=free_port(), query_port=free_port())).start()
+    for attempt in range(3):
+        try:
+            stack = Stack(settings.with_(command_port=free_port(), query_port=free_port())).start()
+            break
+        except StackError as error:
+            # A free port can be taken by another process between being found and being bound.
+            if attempt == 2 or not _lost_its_port(settings):
+                raise error
     yield stack
     stack.stop()
+
+
+def _lost_its_port(settings) -> bool:
+    logs = settings.stack_dir.glob("*.log")
+    return any("Address already in use" in log.read_text(errors="replace") for log in logs)
 
 
 def pytest_collection_modifyitems(config, items):
