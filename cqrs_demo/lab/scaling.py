@@ -1,13 +1,14 @@
 """Notebook 10, scaling the read side: several projectors, on one queue or on partitions.
 
-`ScalingLab(stack)` runs extra projector processes beside the stack's own, queues events while
-every projector is stopped and times their catch-up (counting the gap retries), shows each
+`ScalingLab(stack)` runs extra projector processes beside the stack's own, holds events back
+while every projector is stopped and times their catch-up (counting the gap retries), shows each
 partition's consumer, depth and watermark, and finds out, from the queues themselves, which
 partition the relay routed each product's events to.
 """
 
 from __future__ import annotations
 
+import random
 import signal
 import time
 
@@ -17,7 +18,7 @@ from cqrs_demo.connections import amqp_connection
 from cqrs_demo.messaging import headers as message_headers
 from cqrs_demo.polling import wait_until
 from cqrs_demo.read import queries
-from cqrs_demo.runtime import processes
+from cqrs_demo.runtime import health, processes
 from cqrs_demo.runtime.processes import Process
 from cqrs_demo.write import products as product_commands
 from cqrs_demo.write.commands import ProductPatch
@@ -77,25 +78,58 @@ class ScalingLab:
         tag = f"{time.time_ns():x}"
         return [client.create_product(f"Scale {i}", "5.00", 1000, f"SC-{tag}-{i}").body["id"] for i in range(products)]
 
-    def queue_updates(self, product_ids: list[int], events: int) -> None:
-        """`events` updates, round-robin over `product_ids`, through the write side's own commands,
-        then wait until the relay has published them all."""
+    def write_updates(self, product_ids: list[int], events: int) -> None:
+        """`events` updates of products drawn from `product_ids` (the same draw every time), through
+        the write side's own commands.
+
+        Drawn, not taken in turn: RabbitMQ deals a queue's messages to its consumers in turn, so
+        with products in turn every product could land on one projector (20 products, 2
+        projectors: each product's events all even, or all odd) and the race would never show.
+        """
+        draw = random.Random(events)
+        self._patch_in_order([draw.choice(product_ids) for _ in range(events)])
+
+    def _patch_in_order(self, product_ids: list[int]) -> None:
+        """One quantity update for each entry of `product_ids`, in that order, 100 per transaction."""
         per_transaction = 100
-        for start in range(0, events, per_transaction):
+        for start in range(0, len(product_ids), per_transaction):
             with command_transaction(self.stack.engine) as tx:
-                for n in range(start, min(start + per_transaction, events)):
-                    product_commands.patch(tx, product_ids[n % len(product_ids)], ProductPatch(quantity=n % 1000), None)
+                for n in range(start, min(start + per_transaction, len(product_ids))):
+                    product_commands.patch(tx, product_ids[n], ProductPatch(quantity=n % 1000), None)
+
+    def _wait_published(self) -> None:
         wait_until(lambda: self.stack.sql("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")["n"][0] == 0,
                    timeout=120, what="every event to be published")
 
+    def queue_updates(self, product_ids: list[int], events: int) -> None:
+        """`write_updates`, then wait until the relay has published them all."""
+        self.write_updates(product_ids, events)
+        self._wait_published()
+
+    def wait_until_consuming(self, projectors: int) -> None:
+        """Until every partition queue has `projectors` consumers: each projector is up and, with
+        partitions, has taken its share and stands by on the rest (`STANDBY_DELAY`)."""
+        wait_until(lambda: health.projector_consumers(self.stack.observer_settings) >= projectors, timeout=60,
+                   interval=0.2, what=f"{projectors} projectors consuming")
+        if self.stack.settings.partitions > 1:
+            time.sleep(1.0)  # a handover the last one to join set off has finished
+
     def catch_up(self, product_ids: list[int], events: int, projectors: int) -> dict:
-        """Queue `events` with every projector stopped, start `projectors`, and time the drain."""
+        """Hold `events` back with every projector stopped, start `projectors`, and time the drain.
+
+        The events wait in the outbox, the relay stopped, until every projector consumes: a
+        projector process takes a second or two to start, and the first one up would otherwise
+        drain much of the backlog alone.
+        """
         self.stop_projectors()
+        self.stack.pause("relay")
         before = queries.projection_status(self.stack.read_db)
-        self.queue_updates(product_ids, events)
+        self.write_updates(product_ids, events)
         target = before["applied"] + before["duplicates"] + events
-        started = time.monotonic()
         self.run_projectors(projectors)
+        self.wait_until_consuming(projectors)
+        started = time.monotonic()
+        self.stack.resume("relay")
 
         def counted() -> bool:
             status = queries.projection_status(self.stack.read_db)
@@ -119,7 +153,8 @@ class ScalingLab:
         """
         self.stop_projectors()
         try:
-            self.queue_updates(product_ids, len(product_ids))
+            self._patch_in_order(product_ids)
+            self._wait_published()
             found: dict[int, int] = {}
             connection = amqp_connection(self.stack.settings)
             try:
