@@ -123,13 +123,15 @@ class ScalingLab:
         """
         self.stop_projectors()
         self.stack.pause("relay")
-        before = queries.projection_status(self.stack.read_db)
-        self.write_updates(product_ids, events)
-        target = before["applied"] + before["duplicates"] + events
-        self.run_projectors(projectors)
-        self.wait_until_consuming(projectors)
-        started = time.monotonic()
-        self.stack.resume("relay")
+        try:
+            before = queries.projection_status(self.stack.read_db)
+            self.write_updates(product_ids, events)
+            target = before["applied"] + before["duplicates"] + events
+            self.run_projectors(projectors)
+            self.wait_until_consuming(projectors)
+            started = time.monotonic()
+        finally:
+            self.stack.resume("relay")  # also when interrupted: the notebook's later cells need it
 
         def counted() -> bool:
             status = queries.projection_status(self.stack.read_db)
