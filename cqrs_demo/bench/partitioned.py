@@ -47,8 +47,7 @@ def _catch_up(stack: LabStack, projectors: int, events: int) -> dict:
     stack.pause("projector")
     before = queries.projection_status(stack.read_db)
     _queue_events(stack, events)
-    wait_until(lambda: stack.sql("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")["n"][0] == 0,
-               timeout=300, what="every event to be published")
+    stack.wait_published(timeout=300)
     target = before["applied"] + before["duplicates"] + events
     started = time.monotonic()
     stack.stack.start_service("projector")

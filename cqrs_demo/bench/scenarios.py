@@ -215,8 +215,7 @@ def projector_catchup(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
     try:
         stack.pause("projector")
         _queue_events(stack, events)
-        wait_until(lambda: stack.sql("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")["n"][0] == 0,
-                   timeout=300, what="every event to be published")
+        stack.wait_published(timeout=300)
         resumed = time.monotonic()
         stack.resume("projector")
         timeline = []

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from cqrs_demo.connections import amqp_connection
 from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.lab.client import WorkbenchClient
-from cqrs_demo.polling import wait_until
 from cqrs_demo.read import queries
 from cqrs_demo.write import products as product_commands
 from cqrs_demo.write.commands import ProductPatch
@@ -66,7 +65,7 @@ def catch_up(stack, backlog: int, arrival_per_s: float = 0.0, link_delay: float 
     stack.pause("projector")
     before = _applied(stack)
     _commit_updates(stack, products, backlog)
-    wait_until(lambda: _unpublished(stack) == 0, 60, what=f"the relay to publish the backlog of {backlog}")
+    stack.wait_published(60, what=f"the relay to publish the backlog of {backlog}")
     stack.broker_link.slow(link_delay)
     try:
         stack.resume("projector", **projector_settings)  # once it consumes: it may have applied a few already
@@ -156,6 +155,3 @@ def _wait_until_caught_up(stack, backlog_applied: int, deadline: float) -> bool:
 def _applied(stack) -> int:
     return queries.projection_status(stack.read_db)["applied"]
 
-
-def _unpublished(stack) -> int:
-    return int(stack.sql("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")["n"][0])

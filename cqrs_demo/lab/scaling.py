@@ -97,14 +97,10 @@ class ScalingLab:
                 for n in range(start, min(start + per_transaction, len(product_ids))):
                     product_commands.patch(tx, product_ids[n], ProductPatch(quantity=n % 1000), None)
 
-    def _wait_published(self) -> None:
-        wait_until(lambda: self.stack.sql("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")["n"][0] == 0,
-                   timeout=120, what="every event to be published")
-
     def queue_updates(self, product_ids: list[int], events: int) -> None:
         """`write_updates`, then wait until the relay has published them all."""
         self.write_updates(product_ids, events)
-        self._wait_published()
+        self.stack.wait_published(timeout=120)
 
     def wait_until_consuming(self, projectors: int) -> None:
         """Until every partition queue has `projectors` consumers: each projector is up and, with
@@ -156,7 +152,7 @@ class ScalingLab:
         self.stop_projectors()
         try:
             self._patch_in_order(product_ids)
-            self._wait_published()
+            self.stack.wait_published(timeout=120)
             found: dict[int, int] = {}
             connection = amqp_connection(self.stack.settings)
             try:

@@ -23,12 +23,13 @@ from cqrs_demo.classroom import counters, naming
 from cqrs_demo.classroom.seat import Seat
 from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
 from cqrs_demo.messaging import topology
+from cqrs_demo.polling import wait_until
 from cqrs_demo.read import generations
 from cqrs_demo.lab.proxy import LinkProxy
 from cqrs_demo.runtime import backing
 from cqrs_demo.runtime.ports import free_port
 from cqrs_demo.runtime.stack import Stack, StackError
-from cqrs_demo.write.schema import drop_schema
+from cqrs_demo.write.schema import drop_schema, outbox
 
 PAUSABLE = ("relay", "projector")
 
@@ -202,6 +203,16 @@ class LabStack:
             conn.exec_driver_sql(f'SET LOCAL search_path TO "{self.settings.schema}"')
             result = conn.execute(sa.text(query), params)
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    def wait_published(self, timeout: float, what: str = "every event to be published") -> None:
+        """Until the relay has published every outbox row committed so far."""
+        unpublished = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+
+        def all_published() -> bool:
+            with self.engine.connect() as conn:
+                return conn.scalar(unpublished) == 0
+
+        wait_until(all_published, timeout, what=what)
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from cqrs_demo.course.exercises.returned import whole_numbers
 from cqrs_demo.course.student_code import run
 from cqrs_demo.lab import faults
 from cqrs_demo.lab.client import WorkbenchClient
-from cqrs_demo.polling import wait_until
 from cqrs_demo.write import products as product_commands
 from cqrs_demo.write.commands import ProductFields, ProductPatch
 from cqrs_demo.write.outbox import event_from_row
@@ -97,7 +96,7 @@ class StudentRelay:
 def run_relay_rounds(next_batch: Callable[[Any, int], Any], stack) -> RelayRun:
     client = WorkbenchClient.for_stack(stack)
     tag = uuid.uuid4().hex[:6].upper()
-    wait_until(lambda: _unpublished(stack) == 0, timeout=30, what="the relay to publish every row so far")
+    stack.wait_published(timeout=30, what="the relay to publish every row so far")
     stack.pause("relay")
     try:
         relay = StudentRelay(stack, next_batch, _last_position(stack))
@@ -137,11 +136,6 @@ def _rolled_back(stack, tag: str) -> int:
             raise RolledBack()
     except RolledBack:
         return ghost["position"]
-
-
-def _unpublished(stack) -> int:
-    with stack.engine.connect() as conn:
-        return conn.scalar(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.published_at.is_(None)))
 
 
 def _last_position(stack) -> int:
