@@ -6,13 +6,17 @@ Every widget action is one of these methods, so a notebook can run the same acti
 
 from __future__ import annotations
 
+import http.client
+import select
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
 import requests
 import simplejson
+from requests.structures import CaseInsensitiveDict
 
 from cqrs_demo.etags import etag
 
@@ -58,14 +62,73 @@ def _if_match(version: int | None) -> dict[str, str] | None:
     return {"If-Match": etag(version)} if version is not None else None
 
 
-class WorkbenchClient:
-    """Commands to the command service and queries to the query service of one stack."""
+class _Reply:
+    """What `send` needs of a response, whichever transport fetched it."""
 
-    def __init__(self, command_url: str, query_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, status_code: int, headers: Mapping[str, str], content: bytes) -> None:
+        self.url, self.status_code, self.headers, self.content = url, status_code, headers, content
+
+    def json(self, **kwargs) -> Any:
+        return simplejson.loads(self.content, **kwargs)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+
+class KeepAliveTransport:
+    """Requests over one kept-alive `http.client` connection per host: for load generators, which
+    send thousands of small requests from one thread each and should cost the machine little."""
+
+    def __init__(self) -> None:
+        self._connections: dict[str, http.client.HTTPConnection] = {}
+
+    def request(self, method: str, url: str, json: Any = None, headers: dict | None = None, params=None,
+                timeout: float = 10.0) -> _Reply:
+        parts = urllib.parse.urlsplit(url)
+        target = parts.path + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        body = None if json is None else simplejson.dumps(json, use_decimal=True).encode()
+        sent_headers = {"Content-Type": "application/json", **(headers or {})} if body is not None else headers or {}
+        connection = self._connection(parts.netloc, timeout)
+        try:
+            connection.request(method, target, body, sent_headers)
+            response = connection.getresponse()
+            content = response.read()
+        except Exception:
+            connection.close()
+            del self._connections[parts.netloc]
+            raise
+        return _Reply(f"{parts.scheme}://{parts.netloc}{target}", response.status,
+                      CaseInsensitiveDict(response.getheaders()), content)
+
+    def _connection(self, netloc: str, timeout: float) -> http.client.HTTPConnection:
+        """The host's kept-alive connection; a new one if the server has closed it meanwhile
+        (found before sending, as urllib3 does: a request is never sent twice)."""
+        connection = self._connections.get(netloc)
+        if connection is not None and connection.sock is not None:
+            readable, _, _ = select.select([connection.sock], [], [], 0)
+            if readable:  # idle, yet readable: the server's end is closed
+                connection.close()
+                connection = None
+        if connection is None:
+            connection = self._connections[netloc] = http.client.HTTPConnection(netloc, timeout=timeout)
+        return connection
+
+
+class WorkbenchClient:
+    """Commands to the command service and queries to the query service of one stack.
+
+    Requests go through a `requests.Session` unless another `transport` (an object with the
+    session's `request` method, as `KeepAliveTransport`) is given; `keep_history=False` keeps
+    no record of the exchanges (a load generator's thousands of them)."""
+
+    def __init__(self, command_url: str, query_url: str, timeout: float = 10.0, transport=None,
+                 keep_history: bool = True) -> None:
         self.command_url = command_url.rstrip("/")
         self.query_url = query_url.rstrip("/")
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session = transport or requests.Session()
+        self.keep_history = keep_history
         self.history: list[Exchange] = []
 
     @classmethod
@@ -86,7 +149,8 @@ class WorkbenchClient:
         exchange = Exchange(
             method, response.url, body, response.status_code, payload, response.headers, elapsed_ms, sent_at
         )
-        self.history.append(exchange)
+        if self.keep_history:
+            self.history.append(exchange)
         return exchange
 
     # -- commands ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cqrs_demo.lab.client import WorkbenchClient
+from cqrs_demo.lab.client import KeepAliveTransport, WorkbenchClient
 
 
 class LoadGenerator:
@@ -27,7 +27,8 @@ class LoadGenerator:
 
     def _client(self) -> WorkbenchClient:
         if not hasattr(self._local, "client"):
-            self._local.client = WorkbenchClient(self.stack.command_url, self.stack.query_url)
+            self._local.client = WorkbenchClient(self.stack.command_url, self.stack.query_url,
+                                                 transport=KeepAliveTransport(), keep_history=False)
         return self._local.client
 
     def prepare(self) -> list[int]:
