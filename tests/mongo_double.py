@@ -184,6 +184,11 @@ class FakeCursor:
             self.docs = missing + present if order == 1 else present + missing
         return self
 
+    def limit(self, count: int) -> "FakeCursor":
+        if count:  # 0: no limit, as in MongoDB
+            self.docs = self.docs[:count]
+        return self
+
     def __iter__(self):
         return iter(self.docs)
 

@@ -1,7 +1,7 @@
 """Each partition's status, as the projectors see it: who consumes it, how deep, how far applied.
 
-One document per partition in `partition_status` (`_id`: the partition number), written by
-whichever projector touches it:
+One record per partition in the status collection (`projection_status`, `_id`: "partition:K"),
+written by whichever projector touches it:
 - on every flush, per partition the batch held: the projector's consumer id (it is the one the
   broker delivers to: single active consumer), the outbox position and publication number of the
   newest event it applied there, the lag at that application, and counts of applied events and
@@ -12,6 +12,9 @@ The partition's `watermark` is the position of the newest event applied from it.
 applies a partition's queue in order, so every event of that partition published before it has
 been applied too, apart from events held behind a poison message (the namespace's watermark,
 `read.watermark`, stays exact for those).
+
+The records share the status collection with the projector's counters and the watermark's
+applied runs, so that a flush records all three in one bulk write (`flush_writes`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from cqrs_demo.messaging import headers as message_headers
 from cqrs_demo.messaging.partitions import PARTITION
 from cqrs_demo.read.versioned import Outcome
 
-PARTITIONS = "partition_status"
+STATUS = "projection_status"  # read.projection.STATUS
+LEGACY = "partition_status"  # where earlier versions kept these records (`adopt_legacy`)
+
+
+def record_id(partition: int) -> str:
+    return f"partition:{partition}"
 
 
 def _partition(headers: dict[str, Any]) -> int | None:
@@ -36,6 +44,12 @@ def _partition(headers: dict[str, Any]) -> int | None:
 def record_flush(db, consumer: str, results: Iterable[tuple[Any, Outcome, dict[str, Any]]],
                  lag_ms: float | None) -> None:
     """What one flush did to each partition it held events of (results: event, outcome, headers)."""
+    _write(db, flush_writes(consumer, results, lag_ms))
+
+
+def flush_writes(consumer: str, results: Iterable[tuple[Any, Outcome, dict[str, Any]]],
+                 lag_ms: float | None) -> list[UpdateOne]:
+    """`record_flush`'s writes to the status collection, for the caller to send with its own."""
     now = datetime.now(timezone.utc)
     per_partition: dict[int, dict[str, Any]] = {}
     for event, outcome, headers in results:
@@ -61,28 +75,43 @@ def record_flush(db, consumer: str, results: Iterable[tuple[Any, Outcome, dict[s
             update["$max"] = {"watermark": entry["position"], "sequence": entry["sequence"]}
             if lag_ms is not None:
                 update["$set"]["lag_ms"] = round(lag_ms, 3)
-        writes.append(UpdateOne({"_id": k}, update, upsert=True))
-    if writes:
-        db[PARTITIONS].bulk_write(writes, ordered=False)
+        update["$set"]["partition"] = k
+        writes.append(UpdateOne({"_id": record_id(k)}, update, upsert=True))
+    return writes
 
 
 def record_depths(db, counts: list[tuple[int, int] | None]) -> None:
     """Each partition queue's (depth, consumers), as a tick measured them."""
+    _write(db, depth_writes(counts))
+
+
+def depth_writes(counts: list[tuple[int, int] | None]) -> list[UpdateOne]:
     now = datetime.now(timezone.utc)
-    writes = [
-        UpdateOne({"_id": k}, {"$set": {"depth": c[0], "consumers": c[1], "checked_at": now}}, upsert=True)
+    return [
+        UpdateOne({"_id": record_id(k)},
+                  {"$set": {"partition": k, "depth": c[0], "consumers": c[1], "checked_at": now}}, upsert=True)
         for k, c in enumerate(counts) if c is not None
     ]
+
+
+def _write(db, writes: list) -> None:
     if writes:
-        db[PARTITIONS].bulk_write(writes, ordered=False)
+        db[STATUS].bulk_write(writes, ordered=False)
 
 
-def partitions_view(db, partitions: int, live_consumers: set[str]) -> list[dict[str, Any]]:
-    """One row per partition 0 .. partitions-1, as `/api/projection` serves them."""
-    docs = {doc["_id"]: doc for doc in db[PARTITIONS].find({"_id": {"$lt": partitions}})}
+def record_ids(partitions: int) -> list[str]:
+    return [record_id(k) for k in range(partitions)]
+
+
+def partitions_view(db, partitions: int, live_consumers: set[str],
+                    records: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per partition 0 .. partitions-1, as `/api/projection` serves them; from `records`
+    (the status collection's documents by `_id`) when the caller has read them already."""
+    if records is None:
+        records = {doc["_id"]: doc for doc in db[STATUS].find({"_id": {"$in": record_ids(partitions)}})}
     rows = []
     for k in range(partitions):
-        doc = docs.get(k, {})
+        doc = records.get(record_id(k), {})
         consumer = doc.get("consumer")
         rows.append({
             "partition": k,
@@ -96,3 +125,18 @@ def partitions_view(db, partitions: int, live_consumers: set[str]) -> list[dict[
             "gaps": doc.get("gaps", 0),
         })
     return rows
+
+
+def adopt_legacy(db) -> None:
+    """Move the records an earlier version kept in a collection of their own into the status
+    collection (where the newer record of a partition wins), and drop that collection."""
+    legacy = db[LEGACY]
+    docs = list(legacy.find())
+    if not docs:
+        return
+    writes = [UpdateOne({"_id": record_id(doc["_id"])},
+                        {"$setOnInsert": {**{k: v for k, v in doc.items() if k != "_id"}, "partition": doc["_id"]}},
+                        upsert=True)
+              for doc in docs if isinstance(doc["_id"], int)]
+    _write(db, writes)
+    legacy.drop()

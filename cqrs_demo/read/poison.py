@@ -15,7 +15,10 @@ only at MongoDB, never at how a replay went, so it is idempotent and safe to run
 any point, by any projector, any number of times. A projector settles every held stream when it
 starts, and settles a stream whenever it applies (or finds a duplicate of) an event of a held
 product: so a fixed event replayed from the dead-letter queue, a copy redelivered after a crash,
-or the stream's next event all end the hold once nothing is missing any more.
+or the stream's next event all end the hold once nothing is missing any more. (A projector looks
+for holds after applying only while the namespace has some: its periodic tick looks at every
+hold, and settles each one whose awaited version the read model now has. So a hold made by
+another projector since the last tick is settled by the tick instead.)
 
 Parking and releasing race safely: a parker checks the hold still exists *after* storing the
 parked copy (and if not, takes it back and requeues the message), and a releaser checks for
@@ -65,6 +68,13 @@ def held(db, keys: list[str]) -> set[str]:
     if not keys:
         return set()
     return {doc["_id"] for doc in db[POISONED].find({"_id": {"$in": list(set(keys))}}, {"_id": 1})}
+
+
+def holds(db) -> dict[str, int | None]:
+    """Every held stream's key, with the version it waits for; None for a stream whose parked
+    copy this projector could not read (it waits for a projector that can, see `settle`)."""
+    return {doc["_id"]: None if doc.get("blocked_by") else doc.get("waits_for", 0)
+            for doc in db[POISONED].find({}, {"waits_for": 1, "blocked_by": 1})}
 
 
 def park(db, stream: StreamRef, event_id: str, body: bytes, headers: dict[str, Any]) -> bool:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from pymongo import UpdateOne
+
 from cqrs_demo.messaging import events, product
 from cqrs_demo.messaging.events import Event, MalformedEvent
 from cqrs_demo.messaging.product import cents
@@ -164,8 +166,15 @@ def record_status(db, event: Event, outcome: Outcome, lag_ms: float | None) -> N
 
 def record_statuses(db, results: list[tuple[Event, Outcome]], lag_ms: float | None) -> None:
     """`record_status` for a batch, in one write."""
+    write = status_write(results, lag_ms)
+    if write is not None:
+        db[STATUS].bulk_write([write])
+
+
+def status_write(results: list[tuple[Event, Outcome]], lag_ms: float | None) -> UpdateOne | None:
+    """`record_statuses`' write, for the caller to send with its own; None for no results."""
     if not results:
-        return
+        return None
     counts: dict[str, int] = {}
     for _, outcome in results:
         counts[COUNTERS[outcome]] = counts.get(COUNTERS[outcome], 0) + 1
@@ -175,7 +184,7 @@ def record_statuses(db, results: list[tuple[Event, Outcome]], lag_ms: float | No
         update["$max"] = {"max_applied_position": max(progressed)}
         if lag_ms is not None:
             update["$set"]["last_lag_ms"] = round(lag_ms, 3)
-    db[STATUS].update_one({"_id": "projector"}, update, upsert=True)
+    return UpdateOne({"_id": "projector"}, update, upsert=True)
 
 
 def ensure_indexes(db) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 
 import pika.exceptions
 import pymongo.errors
+from pymongo import UpdateOne
 
 from cqrs_demo import failpoints
 from cqrs_demo.config import Settings
@@ -85,6 +86,9 @@ class Projector:
         self._active: set[int] = set()  # partitions delivered to this projector since the last tick
         self._standby_later: list[int] = []
         self._standby_due = 0.0
+        # Whether the namespace had held streams at the last tick (or this projector held one
+        # since): only then does a flush that applied events look for holds to settle (`poison`).
+        self._holds_seen = True
 
     # -- applying events ---------------------------------------------------------------------
 
@@ -130,9 +134,11 @@ class Projector:
             self.counts[name] = self.counts.get(name, 0) + 1
         newest = max((event for event, _, _ in results), key=lambda e: e.position)
         lag_ms = (datetime.now(timezone.utc) - datetime.fromisoformat(newest.committed_at)).total_seconds() * 1000
-        projection.record_statuses(self.db, [(e, o) for e, o, _ in results], lag_ms)
-        partition_status.record_flush(self.db, self.consumer_id, results, lag_ms)
-        self._record_publications([h for _, o, h in results if o is not Outcome.GAP])
+        # One bulk write for the three records: they share the status collection for this.
+        writes = [projection.status_write([(e, o) for e, o, _ in results], lag_ms),
+                  *partition_status.flush_writes(self.consumer_id, results, lag_ms),
+                  *watermark.record_writes(self._publications([h for _, o, h in results if o is not Outcome.GAP]))]
+        self.db[projection.STATUS].bulk_write(writes, ordered=False)
         if self.settings.projection_audit:
             now = datetime.now(timezone.utc)
             self.db[APPLICATIONS].insert_many(
@@ -144,7 +150,11 @@ class Projector:
             )
 
     def _record_publications(self, headers: list[dict[str, Any]]) -> None:
-        watermark.record(self.db, filter(None, map(message_headers.publication_of, headers)))
+        watermark.record(self.db, self._publications(headers))
+
+    @staticmethod
+    def _publications(headers: list[dict[str, Any]]) -> list[tuple[int, int]]:
+        return list(filter(None, map(message_headers.publication_of, headers)))
 
     def _count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
@@ -216,7 +226,8 @@ class Projector:
                     self._count("dead_lettered")
                     log.error("event %s failed and is gone (auto-ack): %s", delivery.event_id, result)
             return
-        held = poison.held(self.db, [d.stream.key for d in deliveries])
+        gaps = any(result is Outcome.GAP for result in results)
+        held = poison.held(self.db, [d.stream.key for d in deliveries]) if gaps or self._holds_seen else set()
         retry, handed_back, done, to_settle = [], [], [], set()
         for delivery, result in zip(deliveries, results):
             key = delivery.stream.key
@@ -264,6 +275,7 @@ class Projector:
         stream = delivery.stream
         if stream is not None:
             poison.hold(self.db, stream, reason, delivery.event_id)
+            self._holds_seen = True
         else:
             log.error("dead-lettering message %s, which names no stream: %s", delivery.message_id, reason)
         if delivery.event_id:
@@ -292,6 +304,7 @@ class Projector:
             return
         log.warning("holding %s: %s", stream.key, delivery.unreadable)
         poison.hold(self.db, stream, str(delivery.unreadable))
+        self._holds_seen = True
         if self._park(delivery):
             return
         attempts.handed_back(self.db, [delivery.event_id])
@@ -302,6 +315,15 @@ class Projector:
         if result.released:
             log.info("released the hold on %s", key)
 
+    def _settle_satisfied_holds(self) -> None:
+        """Settle every hold whose awaited version is in the read model: applied by a flush that
+        did not look for holds, or by another projector. Notes whether any hold is left."""
+        held = poison.holds(self.db)
+        for key, waits_for in sorted(held.items()):
+            if waits_for is not None and poison.read_version(self.db, key) >= waits_for:
+                self._settle(key)
+        self._holds_seen = bool(held)
+
     def settle_held_streams(self) -> None:
         """Apply what is parked and release what can be released: on start, after any crash."""
         for key in poison.streams_to_settle(self.db):
@@ -310,21 +332,20 @@ class Projector:
     # -- the consuming loop ------------------------------------------------------------------
 
     def _tick(self, connection, control) -> None:
-        """Now and then: move the watermark, note how many events wait in each queue, and hand
-        partitions that are not this projector's own to the next in line."""
+        """Now and then: settle holds that can end, move the watermark, note how many events wait
+        in each queue, and hand partitions that are not this projector's own to the next in line."""
         now = time.monotonic()
         if now < self._next_tick:
             return
         self._next_tick = now + TICK_SECONDS
+        self._settle_satisfied_holds()
         watermark.advance(self.db)
         counts = topology.partition_depths(control, self.settings)
         depth = sum(c[0] for c in counts if c is not None)
-        self.db[projection.STATUS].update_one(
-            {"_id": "projector"},
-            {"$set": {"queue_depth": depth, "queue_checked_at": datetime.now(timezone.utc)}},
-            upsert=True,
-        )
-        partition_status.record_depths(self.db, counts)
+        depth_record = UpdateOne({"_id": "projector"},
+                                 {"$set": {"queue_depth": depth, "queue_checked_at": datetime.now(timezone.utc)}},
+                                 upsert=True)
+        self.db[projection.STATUS].bulk_write([depth_record, *partition_status.depth_writes(counts)], ordered=False)
         active, self._active = self._active, set()
         if self._standby_later and now >= self._standby_due:
             for partition in self._standby_later:  # now a standby on the others' partitions too
@@ -380,6 +401,8 @@ class Projector:
 
     def _prepare_read_model(self) -> None:
         projection.ensure_indexes(self.db)
+        watermark.adopt_legacy(self.db)
+        partition_status.adopt_legacy(self.db)
         audit.ensure_retention(self.db, self.settings.audit_retention_hours)
 
     def run(self, stop: threading.Event) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from cqrs_demo.errors import NotFound, ReadModelBehind
 from cqrs_demo.messaging.product import cents
 from cqrs_demo.messaging import partition_layout
+from cqrs_demo.messaging.topology import MAX_PARTITIONS
 from cqrs_demo.read import partition_status, projection
 from cqrs_demo.read.partition_balance import live_members
 from cqrs_demo.read.params import OrderListParams, ProductListParams
@@ -77,8 +78,9 @@ def top_products(db, limit: int) -> list[dict[str, Any]]:
 def projection_status(db) -> dict[str, Any]:
     """The projector's status record, the watermark (`read.watermark`), the relay's report, and each
     partition of the namespace's recorded layout (`partition_layout`)."""
-    docs = {doc["_id"]: doc for doc in db[projection.STATUS].find({"_id": {"$in": ["projector", "watermark", "relay"]}})}
-    partitions = partition_status.partitions_view(db, partition_layout.recorded(db), live_members(db))
+    wanted = ["projector", "watermark", "relay", *partition_status.record_ids(MAX_PARTITIONS)]
+    docs = {doc["_id"]: doc for doc in db[projection.STATUS].find({"_id": {"$in": wanted}})}
+    partitions = partition_status.partitions_view(db, partition_layout.recorded(db), live_members(db), records=docs)
     return projection_status_view(docs.get("projector", {}), docs.get("watermark", {}), docs.get("relay", {}),
                                   partitions)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from decimal import Decimal
 
 import pytest
@@ -248,6 +249,29 @@ def test_a_running_projector_releases_a_hold_when_it_applies_the_held_products_n
         wait_released(read_db, pid)
         update(command_client, pid, 3)
         wait_caught_up(write_engine, read_db, pid)
+    finally:
+        halt(workers)
+    assert_equal(write_engine, read_db)
+
+
+def test_a_hold_made_elsewhere_since_the_last_tick_is_released_by_the_next_tick(
+    settings, command_client, write_engine, read_db
+):
+    """A running projector that saw no hold does not look for one after each flush; when another
+    projector holds a product and this one then applies the awaited version, its tick releases it."""
+    from cqrs_demo.messaging.headers import StreamRef
+    from cqrs_demo.read import poison as holds
+    from cqrs_demo.read.projector import TICK_SECONDS
+
+    pid = create(command_client, 1)
+    workers = start(settings, projectors=1)
+    try:
+        wait_caught_up(write_engine, read_db, pid)
+        time.sleep(TICK_SECONDS * 3)  # ticks that found no hold
+        holds.hold(read_db, StreamRef("product", pid, 2), "held by another projector")
+        update(command_client, pid, 2)
+        wait_caught_up(write_engine, read_db, pid)
+        wait_released(read_db, pid)
     finally:
         halt(workers)
     assert_equal(write_engine, read_db)
