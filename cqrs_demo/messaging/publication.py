@@ -32,6 +32,7 @@ position, which holds because every command writes its aggregate's row before it
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -103,8 +104,13 @@ def number_batch(conn: Connection, settings: Settings, settled: int, limit: int)
     position just before the next row of the batch, or for the last row, the horizon itself
     when the batch took every unnumbered row, else its own position.
     """
-    schema = settings.schema
-    statement = sa.text(f"""
+    rows = conn.execute(_number_batch(settings.schema), {"limit": limit, "settled": settled}).all()
+    return sorted(rows, key=lambda row: row.sequence)
+
+
+@functools.cache
+def _number_batch(schema: str) -> sa.TextClause:
+    return sa.text(f"""
         WITH batch AS (
             SELECT position FROM "{schema}".outbox
             WHERE published_at IS NULL AND sequence IS NULL
@@ -131,8 +137,6 @@ def number_batch(conn: Connection, settings: Settings, settled: int, limit: int)
         WHERE o.position = n.position
         RETURNING o.*
     """)
-    rows = conn.execute(statement, {"limit": limit, "settled": settled}).all()
-    return sorted(rows, key=lambda row: row.sequence)
 
 
 # How long a batch's last row waits for writers still committing below it (`settle_tail`).
@@ -165,8 +169,12 @@ def settle_tail(conn: Connection, settings: Settings, horizon: Horizon, last):
 def raise_tail_mark(conn: Connection, settings: Settings, row, settled: int):
     """`row` again, its mark raised towards `settled` only as far as `number_batch` would have
     put it: up to the horizon, and below the first committed row not numbered yet."""
-    schema = settings.schema
-    statement = sa.text(f"""
+    return conn.execute(_raise_tail_mark(settings.schema), {"settled": settled, "position": row.position}).one()
+
+
+@functools.cache
+def _raise_tail_mark(schema: str) -> sa.TextClause:
+    return sa.text(f"""
         UPDATE "{schema}".outbox
         SET published_through = GREATEST(published_through, LEAST(
             CAST(:settled AS bigint),
@@ -175,7 +183,6 @@ def raise_tail_mark(conn: Connection, settings: Settings, row, settled: int):
         WHERE position = :position
         RETURNING *
     """)
-    return conn.execute(statement, {"settled": settled, "position": row.position}).one()
 
 
 def numbered_unpublished(conn: Connection, settings: Settings, limit: int) -> list:

@@ -40,6 +40,7 @@ import pika.exceptions
 import psycopg
 import pymongo.errors
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
 from cqrs_demo import failpoints
@@ -64,6 +65,14 @@ RECOVERABLE = (
     sa.exc.InterfaceError,
     ConnectionError,
     OSError,
+)
+
+
+# Built once: building it per batch cost the relay more CPU than running it.
+_MARK_PUBLISHED = (
+    outbox.update()
+    .where(outbox.c.position == sa.any_(sa.bindparam("positions", type_=ARRAY(sa.BigInteger))))
+    .values(published_at=sa.func.clock_timestamp())
 )
 
 
@@ -153,11 +162,7 @@ class OutboxRelay:
             self._publish(channel, row)
         positions = [row.position for row in rows]
         self.before_mark(positions)
-        conn.execute(
-            outbox.update()
-            .where(outbox.c.position.in_(positions))
-            .values(published_at=sa.func.clock_timestamp())
-        )
+        conn.execute(_MARK_PUBLISHED, {"positions": positions})
         return len(rows)
 
     def _prune_when_due(self, conn: Connection) -> None:

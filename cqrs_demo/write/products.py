@@ -7,10 +7,12 @@ after the other: per-product event order is the commit order.
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from cqrs_demo.errors import DuplicateSku, NotFound, PreconditionFailed, ProductInOpenOrders
@@ -90,24 +92,33 @@ def _update(
 ) -> dict[str, Any]:
     # One statement does the lock, the version check and the change; only a miss needs a second
     # look, to tell "no such product" (404) from "stale version" (412).
-    condition = products.c.id == product_id
-    if precondition is not None and precondition.versions is not None:
-        condition &= products.c.version.in_(sorted(precondition.versions))
-    statement = (
-        products.update()
-        .where(condition)
-        .values(**changes, version=products.c.version + 1, updated_at=sa.func.now())
-        .returning(*products.c)
-    )
+    versions = precondition.versions if precondition is not None else None
     row = None
     if 0 < product_id <= MAX_ID:
+        statement = _update_statement(tuple(sorted(changes)), versions is not None)
+        parameters = {**changes, "product_id": product_id, "versions": sorted(versions or ())}
         with _unique_sku(changes.get("sku", "")):
-            row = tx.conn.execute(statement).one_or_none()
+            row = tx.conn.execute(statement, parameters).one_or_none()
     if row is None:
         _check_version(lock(tx, product_id), precondition)
     updated = as_dict(row)
     event = _record_state(tx, events.PRODUCT_UPDATED, updated)
     return {**updated, "position": event.position}
+
+
+@functools.cache
+def _update_statement(fields: tuple[str, ...], checks_version: bool) -> sa.Update:
+    """The update of these fields, built once per set of fields (see `outbox` for why)."""
+    condition = products.c.id == sa.bindparam("product_id")
+    if checks_version:
+        condition &= products.c.version == sa.any_(sa.bindparam("versions", type_=ARRAY(sa.Integer)))
+    return (
+        products.update()
+        .where(condition)
+        .values(**{name: sa.bindparam(name) for name in fields},
+                version=products.c.version + 1, updated_at=sa.func.now())
+        .returning(*products.c)
+    )
 
 
 def delete(tx: CommandTransaction, product_id: int, precondition: Precondition | None) -> dict[str, Any]:
