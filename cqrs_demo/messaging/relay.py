@@ -68,7 +68,7 @@ RECOVERABLE = (
 )
 
 
-# Built once: building it per batch cost the relay more CPU than running it.
+# Built once and run with bound parameters (see `write.outbox` for why).
 _MARK_PUBLISHED = (
     outbox.update()
     .where(outbox.c.position == sa.any_(sa.bindparam("positions", type_=ARRAY(sa.BigInteger))))

@@ -62,14 +62,13 @@ def _unique_sku(sku: str):
         raise DuplicateSku(f"a product with sku {sku!r} already exists", sku=sku) from None
 
 
+# Built once, run with bound parameters: see `outbox` for why.
+_CREATE = products.insert().values(version=1, created_at=sa.func.now(), updated_at=sa.func.now()).returning(*products.c)
+
+
 def create(tx: CommandTransaction, fields: ProductFields) -> dict[str, Any]:
-    now = sa.func.now()
     with _unique_sku(fields.sku):
-        row = tx.conn.execute(
-            products.insert()
-            .values(**fields.model_dump(), version=1, created_at=now, updated_at=now)
-            .returning(*products.c)
-        ).one()
+        row = tx.conn.execute(_CREATE, fields.model_dump()).one()
     created = as_dict(row)
     event = _record_state(tx, events.PRODUCT_CREATED, created)
     return {**created, "position": event.position}
