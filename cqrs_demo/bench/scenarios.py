@@ -11,6 +11,7 @@ import random
 import sys
 import threading
 import time
+from datetime import datetime
 from typing import Callable
 
 import matplotlib.pyplot as plt
@@ -131,12 +132,21 @@ def _hops(stack: LabStack, frame: pd.DataFrame) -> dict:
             sa.select(outbox.c.position, outbox.c.event_id, outbox.c.received_at, outbox.c.committed_at,
                       outbox.c.published_at).where(outbox.c.position.in_(positions))
         ).all()
-    applied = {a["event_id"]: a["at"] for a in stack.read_db[APPLICATIONS].find({"outcome": "applied"})}
+    # "published" is when the relay sent the message (its header, kept in the application log);
+    # the outbox's published_at is later, when the row was marked after the broker's confirm.
+    applied = {a["event_id"]: a for a in stack.read_db[APPLICATIONS].find({"outcome": "applied"})}
+
+    def published(row) -> float | None:
+        sent = applied.get(str(row.event_id), {}).get("published_at")
+        if sent:
+            return datetime.fromisoformat(sent).timestamp()
+        return row.published_at.timestamp() if row.published_at else None
+
     hops = pd.DataFrame(
         [{"position": r.position,
           "received": r.received_at.timestamp(), "committed": r.committed_at.timestamp(),
-          "published": r.published_at.timestamp() if r.published_at else None,
-          "applied": pd.Timestamp(applied[str(r.event_id)]).timestamp() if str(r.event_id) in applied else None}
+          "published": published(r),
+          "applied": pd.Timestamp(applied[str(r.event_id)]["at"]).timestamp() if str(r.event_id) in applied else None}
          for r in rows]
     ).merge(frame[["position", "sent_at", "visible_ms"]], on="position")
     hops["sent"] = hops["sent_at"]

@@ -144,8 +144,10 @@ class Projector:
             self.db[APPLICATIONS].insert_many(
                 [
                     {"event_id": e.event_id, "position": e.position, "aggregate_type": e.aggregate_type,
-                     "aggregate_id": e.aggregate_id, "version": e.aggregate_version, "outcome": o.value, "at": now}
-                    for e, o, _ in results
+                     "aggregate_id": e.aggregate_id, "version": e.aggregate_version, "outcome": o.value, "at": now,
+                     # when the relay sent it: the outbox's `published_at` is when it was marked, after the confirm
+                     "published_at": h.get(message_headers.PUBLISHED_AT)}
+                    for e, o, h in results
                 ]
             )
 
