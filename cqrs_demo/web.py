@@ -29,6 +29,11 @@ from cqrs_demo.errors import (
 
 log = logging.getLogger(__name__)
 
+# How many requests each HTTP service serves at once (its server's threads). The command service
+# keeps as many database connections: under load a request neither waits for one nor opens its
+# own, which would cost PostgreSQL a new backend process per request.
+REQUEST_THREADS = 16
+
 MAX_BODY_BYTES = 64 * 1024
 
 

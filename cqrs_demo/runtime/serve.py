@@ -10,6 +10,7 @@ import logging
 import signal
 import threading
 
+from cqrs_demo import web
 from cqrs_demo.config import Settings
 
 SERVICES = ("command", "query", "relay", "projector")
@@ -40,7 +41,7 @@ def serve(name: str, settings: Settings) -> None:
             from cqrs_demo.read.app import create_app
 
             port = settings.query_port
-        waitress.serve(create_app(settings), host=settings.host, port=port, threads=16, ident=f"cqrs-{name}")
+        waitress.serve(create_app(settings), host=settings.host, port=port, threads=web.REQUEST_THREADS, ident=f"cqrs-{name}")
     elif name in ("relay", "projector"):
         _run_loop(name, settings)
     else:

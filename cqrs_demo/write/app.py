@@ -52,7 +52,7 @@ _IF_MATCH_ERRORS = (InvalidParameter, PreconditionFailed)
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or config_module.from_environment()
-    engine = write_engine(settings)
+    engine = write_engine(settings, pool_size=web.REQUEST_THREADS)
     wait_for("PostgreSQL", lambda: create_schema(settings, engine), POSTGRESQL_DOWN)
     publisher = None
     if settings.naive:  # the service publishes itself: it needs the broker from the start
