@@ -201,7 +201,9 @@ class OutboxRelay:
         """Until a commit is notified or the poll interval passes, keeping the broker link alive.
 
         Never longer than a third of the lease: the next poll is what renews it, and PostgreSQL
-        ends a leader session that stays idle for a whole lease.
+        ends a leader session that stays idle for a whole lease. Every notification received by
+        then is consumed: the next look sees all those commits, so one cycle answers them all.
+        (Taken one per cycle, a batch of n commits would be followed by n - 1 empty cycles.)
         """
         wait = min(self.settings.relay_poll_seconds, self.settings.relay_lease_seconds / 3)
         deadline = time.monotonic() + wait
@@ -211,7 +213,8 @@ class OutboxRelay:
             if driver is None:
                 stop.wait(min(0.2, remaining))
                 continue
-            for _ in driver.notifies(timeout=min(0.2, remaining), stop_after=1):
+            if list(driver.notifies(timeout=min(0.2, remaining), stop_after=1)):
+                list(driver.notifies(timeout=0))
                 return
 
     @contextmanager
