@@ -2,8 +2,9 @@
 
 Guarantees, and what each one survives:
 - A row is marked published only after the broker confirmed it (publisher confirms, persistent
-  messages, `mandatory` so an unroutable message is an error, not a silent drop). A crash between
-  the confirm and the mark republishes the row: at-least-once, and the projector drops the copy.
+  messages, `mandatory` so an unroutable message is an error, not a silent drop). A batch is sent
+  whole and its confirms awaited once (`confirms`). A crash between the confirm and the mark
+  republishes the row: at-least-once, and the projector drops the copy.
 - Rows are read oldest position first, and every unpublished row is read, so a row that committed
   late (a long transaction that took an earlier position) is published late, never skipped.
   Per-aggregate order holds because the write side records an aggregate's events under its
@@ -48,6 +49,7 @@ from cqrs_demo.config import Settings
 from cqrs_demo.connections import amqp_connection, keep_alive, mongo_client, relay_link_arguments, write_engine
 from cqrs_demo.messaging import headers, partition_layout, partitions, publication, topology
 from cqrs_demo.messaging.backoff import Backoff
+from cqrs_demo.messaging.confirms import ConfirmedPublisher
 from cqrs_demo.messaging.lease import LeaderLease
 from cqrs_demo.messaging.relay_status import RelayStatus
 from cqrs_demo.startup import POSTGRESQL_DOWN, wait_for
@@ -121,10 +123,10 @@ class OutboxRelay:
         backoff = Backoff()
         while not stop.is_set():
             try:
-                with self._leadership(stop) as conn, self._channel() as channel:
+                with self._leadership(stop) as conn, self._publisher() as publisher:
                     backoff.reset()
                     self._republish_numbered = True  # what a relay before us numbered and did not mark
-                    self._relay(conn, channel, stop)
+                    self._relay(conn, publisher, stop)
             except NotLeader:
                 stop.wait(self.settings.relay_poll_seconds)
             except RECOVERABLE as exc:
@@ -135,14 +137,14 @@ class OutboxRelay:
             finally:
                 self.is_leader = False
 
-    def _relay(self, conn: Connection, channel, stop: threading.Event) -> None:
+    def _relay(self, conn: Connection, publisher: ConfirmedPublisher, stop: threading.Event) -> None:
         while not stop.is_set():
-            sent = self.publish_pending(conn, channel)
+            sent = self.publish_pending(conn, publisher)
             if sent < self.batch_size:
                 self._prune_when_due(conn)
-                self._wait_for_commits(conn, channel, stop)
+                self._wait_for_commits(conn, publisher, stop)
 
-    def publish_pending(self, conn: Connection, channel) -> int:
+    def publish_pending(self, conn: Connection, publisher: ConfirmedPublisher) -> int:
         """Publish one batch of unpublished rows, oldest first; return how many were published."""
         state = self.horizon.look(conn)
         self.status.saw(state.oldest_unpublished, state.settled)
@@ -159,7 +161,8 @@ class OutboxRelay:
         for row in rows:
             if self._lease is not None:
                 self._lease.ensure_held()  # never publish as the leader after the lock may have moved on
-            self._publish(channel, row)
+            self._publish(publisher, row)
+        publisher.wait()
         positions = [row.position for row in rows]
         self.before_mark(positions)
         conn.execute(_MARK_PUBLISHED, {"positions": positions})
@@ -177,10 +180,10 @@ class OutboxRelay:
         if len(moved) < retention.CHUNK:
             self._next_prune = time.monotonic() + min(3600.0, age.total_seconds())
 
-    def _publish(self, channel, row) -> None:
+    def _publish(self, publisher: ConfirmedPublisher, row) -> None:
         event = event_from_row(row)
         now = datetime.now(timezone.utc)
-        channel.basic_publish(
+        publisher.publish(
             exchange=self.settings.exchange,
             routing_key=event.routing_key,
             body=event.to_json(),
@@ -197,7 +200,7 @@ class OutboxRelay:
             mandatory=True,
         )
 
-    def _wait_for_commits(self, conn: Connection, channel, stop: threading.Event) -> None:
+    def _wait_for_commits(self, conn: Connection, publisher: ConfirmedPublisher, stop: threading.Event) -> None:
         """Until a commit is notified or the poll interval passes, keeping the broker link alive.
 
         Never longer than a third of the lease: the next poll is what renews it, and PostgreSQL
@@ -209,7 +212,7 @@ class OutboxRelay:
         deadline = time.monotonic() + wait
         driver = conn.connection.driver_connection if self.settings.relay_listen else None
         while not stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
-            keep_alive(channel.connection)
+            keep_alive(publisher.connection)
             if driver is None:
                 stop.wait(min(0.2, remaining))
                 continue
@@ -254,14 +257,12 @@ class OutboxRelay:
             partition_layout.declare(channels, self.settings, client[self.settings.mongo_database])
 
     @contextmanager
-    def _channel(self):
+    def _publisher(self) -> Iterator[ConfirmedPublisher]:
         connection = amqp_connection(self.settings)
         try:
             channels = topology.ReopeningChannel(connection)
             self._declare_layout(channels)
-            channel = channels()
-            channel.confirm_delivery()
-            yield channel
+            yield ConfirmedPublisher(channels())
         finally:
             if connection.is_open:
                 try:
