@@ -161,10 +161,12 @@ def _offered(stack: LabStack, rate: float, seconds: float, threads: int | None =
     load = LoadGenerator(stack, products=50)
     load.prepare()
     wait_until_equal(stack.engine, stack.read_db, 30)
+    sessions = _sessions_opened(stack)
     started = time.monotonic()
     frame = load.run(commands=int(rate * seconds), rate=rate, threads=threads or max(16, int(rate / 8)),
                      progress=False)
     elapsed = time.monotonic() - started
+    sessions = _sessions_opened(stack) - sessions
     check = wait_until_equal(stack.engine, stack.read_db, 60)
     ok = frame[frame["status"] < 300]
     return {
@@ -174,8 +176,17 @@ def _offered(stack: LabStack, rate: float, seconds: float, threads: int | None =
         "write_ms": percentiles(ok["write_ms"]),
         "write_to_visible_ms": percentiles(ok["visible_ms"]),
         "hops_median_ms": _hops(stack, ok),
+        # Each is a new PostgreSQL backend process: a pool that opens one per command under load
+        # costs the server more than the command itself.
+        "postgresql_sessions_opened": sessions,
         "converged": check["equal"],
     }
+
+
+def _sessions_opened(stack: LabStack) -> int:
+    """Sessions PostgreSQL has opened on the stack's database since its statistics began."""
+    with stack.engine.connect() as conn:
+        return conn.scalar(sa.text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()"))
 
 
 def _lag_figure(results: dict, title: str) -> plt.Figure:
