@@ -41,15 +41,10 @@ def _partition(headers: dict[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def record_flush(db, consumer: str, results: Iterable[tuple[Any, Outcome, dict[str, Any]]],
-                 lag_ms: float | None) -> None:
-    """What one flush did to each partition it held events of (results: event, outcome, headers)."""
-    _write(db, flush_writes(consumer, results, lag_ms))
-
-
 def flush_writes(consumer: str, results: Iterable[tuple[Any, Outcome, dict[str, Any]]],
                  lag_ms: float | None) -> list[UpdateOne]:
-    """`record_flush`'s writes to the status collection, for the caller to send with its own."""
+    """What one flush did to each partition it held events of (results: event, outcome, headers),
+    as writes to the status collection."""
     now = datetime.now(timezone.utc)
     per_partition: dict[int, dict[str, Any]] = {}
     for event, outcome, headers in results:
@@ -80,23 +75,14 @@ def flush_writes(consumer: str, results: Iterable[tuple[Any, Outcome, dict[str, 
     return writes
 
 
-def record_depths(db, counts: list[tuple[int, int] | None]) -> None:
-    """Each partition queue's (depth, consumers), as a tick measured them."""
-    _write(db, depth_writes(counts))
-
-
 def depth_writes(counts: list[tuple[int, int] | None]) -> list[UpdateOne]:
+    """Each partition queue's (depth, consumers), as a tick measured them."""
     now = datetime.now(timezone.utc)
     return [
         UpdateOne({"_id": record_id(k)},
                   {"$set": {"partition": k, "depth": c[0], "consumers": c[1], "checked_at": now}}, upsert=True)
         for k, c in enumerate(counts) if c is not None
     ]
-
-
-def _write(db, writes: list) -> None:
-    if writes:
-        db[STATUS].bulk_write(writes, ordered=False)
 
 
 def record_ids(partitions: int) -> list[str]:
@@ -138,5 +124,6 @@ def adopt_legacy(db) -> None:
                         {"$setOnInsert": {**{k: v for k, v in doc.items() if k != "_id"}, "partition": doc["_id"]}},
                         upsert=True)
               for doc in docs if isinstance(doc["_id"], int)]
-    _write(db, writes)
+    if writes:
+        db[STATUS].bulk_write(writes, ordered=False)
     legacy.drop()

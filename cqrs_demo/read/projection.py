@@ -159,20 +159,9 @@ def read_collection(aggregate_type: str) -> str | None:
     return {"product": PRODUCTS, "order": ORDERS}.get(aggregate_type)
 
 
-def record_status(db, event: Event, outcome: Outcome, lag_ms: float | None) -> None:
-    """The projector's status record: what it applied, skipped and how far behind it runs."""
-    record_statuses(db, [(event, outcome)], lag_ms)
-
-
-def record_statuses(db, results: list[tuple[Event, Outcome]], lag_ms: float | None) -> None:
-    """`record_status` for a batch, in one write."""
-    write = status_write(results, lag_ms)
-    if write is not None:
-        db[STATUS].bulk_write([write])
-
-
 def status_write(results: list[tuple[Event, Outcome]], lag_ms: float | None) -> UpdateOne | None:
-    """`record_statuses`' write, for the caller to send with its own; None for no results."""
+    """The projector's status record (what it applied, skipped and how far behind it runs) after
+    a batch, as one write to the status collection; None for no results."""
     if not results:
         return None
     counts: dict[str, int] = {}

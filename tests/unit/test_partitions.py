@@ -88,12 +88,13 @@ def _headers(event, partition, sequence):
 def test_a_flush_records_each_partitions_consumer_watermark_and_gaps():
     db = FakeDatabase()
     one, two, other = product_created(1), product_updated(1, version=2), product_created(2)
-    partition_status.record_flush(db, "proj-a", [
+    flush = partition_status.flush_writes("proj-a", [
         (one, Outcome.APPLIED, _headers(one, 0, 1)),
         (two, Outcome.APPLIED, _headers(two, 0, 2)),
         (other, Outcome.GAP, _headers(other, 3, 3)),
     ], lag_ms=12.5)
-    partition_status.record_depths(db, [(0, 2), (4, 1), None, (7, 2)])
+    db[partition_status.STATUS].bulk_write(flush, ordered=False)
+    db[partition_status.STATUS].bulk_write(partition_status.depth_writes([(0, 2), (4, 1), None, (7, 2)]), ordered=False)
     rows = partition_status.partitions_view(db, 4, live_consumers={"proj-a"})
     assert rows[0] == {"partition": 0, "consumer": "proj-a", "consumer_alive": True, "depth": 0, "consumers": 2,
                        "watermark": two.position, "lag_ms": 12.5, "applied": 2, "gaps": 0}

@@ -240,11 +240,15 @@ def test_a_deleted_product_stays_as_a_tombstone_that_an_old_event_cannot_revive(
 # --- the status record ---------------------------------------------------------------------------
 
 
+def _record_status(db, results, lag_ms):
+    db[projection.STATUS].bulk_write([projection.status_write(results, lag_ms)])
+
+
 def test_status_counts_outcomes_and_keeps_the_highest_position_that_progressed():
     db = FakeDatabase()
     first, second, third = product_created(1), product_created(2), product_created(3)
-    projection.record_statuses(db, [(second, Outcome.APPLIED), (first, Outcome.APPLIED)], lag_ms=12.3456)
-    projection.record_statuses(db, [(third, Outcome.DUPLICATE), (first, Outcome.GAP)], lag_ms=99.0)
+    _record_status(db, [(second, Outcome.APPLIED), (first, Outcome.APPLIED)], lag_ms=12.3456)
+    _record_status(db, [(third, Outcome.DUPLICATE), (first, Outcome.GAP)], lag_ms=99.0)
     status = db[projection.STATUS].find_one({"_id": "projector"})
     assert (status["applied"], status["duplicates"], status["gaps"]) == (2, 1, 1)
     # Duplicates and gaps made no progress: neither the position nor the lag moves for them.
@@ -255,6 +259,6 @@ def test_status_counts_outcomes_and_keeps_the_highest_position_that_progressed()
 def test_status_never_moves_its_position_backwards():
     db = FakeDatabase()
     older, newer = product_created(1), product_created(2)
-    projection.record_status(db, newer, Outcome.APPLIED, None)
-    projection.record_status(db, older, Outcome.APPLIED, None)
+    _record_status(db, [(newer, Outcome.APPLIED)], None)
+    _record_status(db, [(older, Outcome.APPLIED)], None)
     assert db[projection.STATUS].find_one({"_id": "projector"})["max_applied_position"] == newer.position

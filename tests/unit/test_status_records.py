@@ -16,7 +16,7 @@ def test_the_watermark_walks_only_applied_runs_among_the_other_status_records():
               *partition_status.flush_writes("proj-a", [], lag_ms=1.0),
               *watermark.record_writes([(1, 10), (2, 12), (4, 20)])]
     db[projection.STATUS].bulk_write(writes, ordered=False)
-    partition_status.record_depths(db, [(3, 1)])
+    db[projection.STATUS].bulk_write(partition_status.depth_writes([(3, 1)]), ordered=False)
     assert watermark.advance(db) == {"sequence": 2, "position": 12}  # 3 is missing: the walk stops there
     watermark.record(db, [(3, 15)])
     assert watermark.advance(db) == {"sequence": 4, "position": 20}
