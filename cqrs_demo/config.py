@@ -161,6 +161,11 @@ class Settings(BaseSettings):
         return f"{self.namespace}.partitions"
 
     @property
+    def applied_exchange(self) -> str:
+        """Where the projector announces what it applied (`read.notices`)."""
+        return f"{self.namespace}.applied"
+
+    @property
     def dead_letter_exchange(self) -> str:
         return f"{self.namespace}.dead-letter"
 

@@ -65,7 +65,9 @@ def command_client(settings):
 def query_client(settings):
     from cqrs_demo.read.app import create_app
 
-    return create_app(settings).test_client()
+    app = create_app(settings)
+    yield app.test_client()
+    app.extensions["cqrs"]["watch"].close()  # its subscription to the projector's notices
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@
   queue, it keeps events while no projector is running.
 - `<ns>.dead-letter` / `<ns>.projector.dead`: where a message goes that the projector rejects
   as unreadable, so it is kept for inspection and replay instead of being dropped.
+- `<ns>.applied`: fanout exchange of the projector's notices of what it applied (`read.notices`);
+  each query service binds a queue of its own, gone with its connection.
 
 With `partitions` N > 1 (`messaging.partitions`), `<ns>.projector` gives way to N queues
 `<ns>.projector.p<k>`, each bound to the headers exchange `<ns>.partitions` on its `partition`
@@ -95,7 +97,8 @@ def owned_names(settings: Settings) -> tuple[list[str], list[str]]:
               settings.with_(delivery="naive").projector_queue]
     for delivery in ("outbox", "naive"):  # every layout the namespace may have had
         queues += settings.with_(delivery=delivery, partitions=MAX_PARTITIONS).projector_queues
-    return queues, [settings.exchange, settings.dead_letter_exchange, settings.partition_exchange]
+    return queues, [settings.exchange, settings.dead_letter_exchange, settings.partition_exchange,
+                    settings.applied_exchange]
 
 
 def delete_all(channel: BlockingChannel, settings: Settings) -> None:

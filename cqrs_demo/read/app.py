@@ -6,6 +6,8 @@ from those declarations.
 
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from cqrs_demo import config as config_module
@@ -15,7 +17,7 @@ from cqrs_demo.connections import mongo_client
 from cqrs_demo.errors import InvalidParameter, NotFound, ReadModelBehind
 from cqrs_demo.etags import etag
 from cqrs_demo.openapi import Link, Reply, operation
-from cqrs_demo.read import generations, queries, views
+from cqrs_demo.read import generations, notices, queries, views
 from cqrs_demo.read.params import (
     NoParams,
     OrderListParams,
@@ -49,7 +51,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     # the read model serves (a read-your-writes wait looks every few milliseconds).
     db = generations.Following(client[settings.mongo_database], refresh_seconds=generations.REFRESH_SECONDS)
     app = routes(settings, probe=lambda: client.admin.command("ping"))
-    app.extensions["cqrs"] = {"settings": settings, "db": db, "watch": VersionWatch(db)}
+    # Waiting requests learn from the projector's notices when to read (`read.notices`).
+    watch = VersionWatch(db, feed=functools.partial(notices.follow, settings))
+    app.extensions["cqrs"] = {"settings": settings, "db": db, "watch": watch}
     web.add_openapi(app, *_ABOUT)
     return app
 

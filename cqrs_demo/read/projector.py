@@ -46,7 +46,7 @@ from cqrs_demo.messaging import headers as message_headers
 from cqrs_demo.messaging import partition_layout, topology
 from cqrs_demo.messaging.backoff import Backoff
 from cqrs_demo.messaging.events import Event, MalformedEvent
-from cqrs_demo.read import attempts, audit, partition_status, poison, projection, watermark
+from cqrs_demo.read import attempts, audit, notices, partition_status, poison, projection, watermark
 from cqrs_demo.read.audit import APPLICATIONS
 from cqrs_demo.read.batch import project_batch
 from cqrs_demo.read.delivery import Delivery, read_delivery
@@ -86,6 +86,7 @@ class Projector:
         self._active: set[int] = set()  # partitions delivered to this projector since the last tick
         self._standby_later: list[int] = []
         self._standby_due = 0.0
+        self._announcer: notices.Announcer | None = None  # while connected (`run`)
         # Whether the namespace had held streams at the last tick (or this projector held one
         # since): only then does a flush that applied events look for holds to settle (`poison`).
         self._holds_seen = True
@@ -150,6 +151,17 @@ class Projector:
                     for e, o, h in results
                 ]
             )
+
+    def _announce(self, results: list[tuple[Event, Any]]) -> None:
+        """Tell the query services which documents reached which versions (`notices`)."""
+        if self._announcer is None:
+            return
+        announced = []
+        for event, result in results:
+            collection = projection.read_collection(event.aggregate_type)
+            if collection and isinstance(result, Outcome) and result is not Outcome.GAP:
+                announced.append((collection, event.aggregate_id, event.aggregate_version))
+        self._announcer.announce(announced)
 
     def _record_publications(self, headers: list[dict[str, Any]]) -> None:
         watermark.record(self.db, self._publications(headers))
@@ -220,6 +232,8 @@ class Projector:
         if not deliveries:
             return
         results = self._apply_all(deliveries)
+        # Waiting readers first: the documents are written, and the status can follow.
+        self._announce([(d.event, r) for d, r in zip(deliveries, results)])
         self._record([(d.event, r, d.headers) for d, r in zip(deliveries, results) if isinstance(r, Outcome)])
         failpoints.trip(self.settings, failpoints.PROJECTOR_BEFORE_ACK)
         if self.settings.auto_ack:
@@ -424,6 +438,7 @@ class Projector:
                 connection = amqp_connection(self.settings)
                 control = topology.ReopeningChannel(connection)  # declares and passive counts
                 partition_layout.declare(control, self.settings, self.db)
+                self._announcer = notices.Announcer(connection, self.settings)
                 self._channels, self._partition_of_channel = {}, {}
                 for partition in self._own_partitions_first(stop):
                     self._subscribe(connection, partition)

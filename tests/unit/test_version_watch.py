@@ -4,6 +4,7 @@ gets the document the poller found instead of reading it again."""
 from __future__ import annotations
 
 import threading
+import time
 
 from cqrs_demo.polling import wait_until
 from cqrs_demo.read.waiting import VersionWatch
@@ -82,3 +83,84 @@ def test_a_waiter_that_times_out_gets_whatever_is_there_then() -> None:
     products.docs[1] = {"_id": 1, "version": 1}
     assert watch.wait("products", 1, 2, timeout=0.05) == {"_id": 1, "version": 1}
     assert watch.wait("products", 7, 1, timeout=0.05) is None
+
+
+# -- with the projector's notices ------------------------------------------------------------------
+
+def _noticed_watch(safety_interval: float = 10.0) -> tuple[VersionWatch, FakeCollection]:
+    """A started watch whose notices flow (the feed is the test), and whose safety poll is far away."""
+    products = FakeCollection()
+    watch = VersionWatch({"products": products}, interval=0.001, safety_interval=safety_interval,
+                         feed=lambda on_notices, on_live, stop: on_live(True))
+    with watch._lock:
+        watch._ensure_threads()
+    wait_until(lambda: watch._live, timeout=5, interval=0.001, what="notices flowing")
+    return watch, products
+
+
+def _waiting(watch: VersionWatch, doc_id: int, min_version: int, timeout: float = 5.0):
+    answer: list[dict | None] = []
+    thread = threading.Thread(target=lambda: answer.append(watch.wait("products", doc_id, min_version, timeout)))
+    thread.start()
+    wait_until(lambda: ("products", doc_id) in watch._waiters, timeout=5, interval=0.001, what="registered")
+    return thread, answer
+
+
+def test_a_notice_wakes_the_waiter_and_nothing_is_read_before_it() -> None:
+    watch, products = _noticed_watch()
+    products.docs[1] = {"_id": 1, "version": 1}
+    watch.applied([("products", 1, 1)])
+    thread, answer = _waiting(watch, 1, 2)
+    time.sleep(0.05)
+    assert products.reads == 0  # the notices say version 1: no first look, no polling
+    with products.lock:
+        products.docs[1] = {"_id": 1, "version": 2}
+    watch.applied([("products", 1, 2)])
+    thread.join(5.0)
+    assert answer == [{"_id": 1, "version": 2}]
+    assert products.reads == 1 and products.single_reads == 0
+
+
+def test_a_notice_of_an_older_version_reads_nothing() -> None:
+    watch, products = _noticed_watch()
+    products.docs[1] = {"_id": 1, "version": 1}
+    watch.applied([("products", 1, 1)])
+    thread, answer = _waiting(watch, 1, 3)
+    watch.applied([("products", 1, 2), ("products", 9, 5)])  # not yet its version; not its document
+    time.sleep(0.05)
+    assert products.reads == 0
+    products.docs[1] = {"_id": 1, "version": 3}
+    watch.applied([("products", 1, 3)])
+    thread.join(5.0)
+    assert answer == [{"_id": 1, "version": 3}]
+
+
+def test_a_document_never_announced_gets_a_first_look() -> None:
+    watch, products = _noticed_watch()
+    products.docs[1] = {"_id": 1, "version": 4}  # applied before this query service listened
+    assert watch.wait("products", 1, 4, timeout=5.0) == {"_id": 1, "version": 4}
+
+
+def test_a_lost_notice_costs_only_the_safety_poll() -> None:
+    watch, products = _noticed_watch(safety_interval=0.2)
+    products.docs[1] = {"_id": 1, "version": 1}
+    watch.applied([("products", 1, 1)])
+    thread, answer = _waiting(watch, 1, 2)
+    products.docs[1] = {"_id": 1, "version": 2}  # and no notice comes
+    started = time.monotonic()
+    thread.join(5.0)
+    assert answer == [{"_id": 1, "version": 2}]
+    assert time.monotonic() - started < 1.0
+
+
+def test_when_notices_stop_flowing_the_watch_polls_again() -> None:
+    watch, products = _noticed_watch()
+    products.docs[1] = {"_id": 1, "version": 1}
+    watch.applied([("products", 1, 1)])
+    thread, answer = _waiting(watch, 1, 2)
+    watch.live(False)  # the broker went away: whatever the notices said may be out of date
+    products.docs[1] = {"_id": 1, "version": 2}
+    started = time.monotonic()
+    thread.join(5.0)
+    assert answer == [{"_id": 1, "version": 2}]
+    assert time.monotonic() - started < 0.5

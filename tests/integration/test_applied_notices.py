@@ -1,0 +1,86 @@
+"""The projector's notices of what it applied, through the real broker, and what a query service
+does with them: a read-your-writes request is answered on the notice, without polling."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+
+from cqrs_demo.connections import amqp_connection
+from cqrs_demo.polling import wait_until
+from cqrs_demo.read import notices, projection
+from cqrs_demo.read.waiting import VersionWatch
+
+LAMP = {"name": "Lamp", "price": 5.00, "quantity": 1, "sku": "N-1"}
+
+
+class Follower:
+    """`notices.follow` in a thread, keeping what it is told."""
+
+    def __init__(self, settings) -> None:
+        self.received: list = []
+        self.live: list[bool] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=notices.follow, daemon=True,
+                                       args=(settings, self.received.extend, self.live.append, self.stop))
+        self.thread.start()
+        wait_until(lambda: self.live == [True], timeout=10, what="subscribed to the notices")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def test_every_query_service_hears_each_announcement_once_per_document(settings):
+    first, second = Follower(settings), Follower(settings)
+    connection = amqp_connection(settings)
+    try:
+        announcer = notices.Announcer(connection, settings)
+        announcer.announce([("products", 7, 2), ("products", 7, 3), ("orders", 1, 1)])
+        announcer.announce([])  # nothing applied: nothing sent
+        for follower in (first, second):
+            wait_until(lambda f=follower: len(f.received) >= 2, timeout=10, what="the notice received")
+            time.sleep(0.1)
+            assert sorted(follower.received) == [("orders", 1, 1), ("products", 7, 3)]
+    finally:
+        connection.close()
+        first.close()
+        second.close()
+    assert first.live[-1] is False  # told that notices stopped when it stopped
+
+
+def test_a_waiting_request_is_answered_on_the_projectors_notice(settings, command_client, read_db, pipeline):
+    """The real pipeline: the watch reads the product once its notice arrives, and not before."""
+    reads = []
+
+    class CountingCollection:
+        def __init__(self, collection) -> None:
+            self.collection = collection
+
+        def find(self, query):
+            reads.append(query)
+            return self.collection.find(query)
+
+        def find_one(self, query):
+            reads.append(query)
+            return self.collection.find_one(query)
+
+    watch = VersionWatch({projection.PRODUCTS: CountingCollection(read_db[projection.PRODUCTS])},
+                         feed=functools.partial(notices.follow, settings), safety_interval=30.0)
+    try:
+        watch.wait(projection.PRODUCTS, 0, 1, timeout=0.01)  # starts the watch and its subscription
+        wait_until(lambda: watch._live, timeout=10, what="notices flowing")
+        created = command_client.post("/api/products", json=LAMP)
+        assert created.status_code == 201, created.get_json()
+        key = (projection.PRODUCTS, created.get_json()["id"])
+        wait_until(lambda: watch._known.get(key) == 1, timeout=10, what="the notice of version 1")
+        reads.clear()
+        updated = command_client.patch(f"/api/products/{key[1]}", json={"price": 6.00}).get_json()
+        started = time.monotonic()
+        doc = watch.wait(*key, updated["version"], timeout=10)
+        assert doc["version"] == updated["version"] == 2
+        assert time.monotonic() - started < 5  # not the safety poll's 30 s
+        assert len(reads) == 1  # no first look, no polling: the one read the notice asked for
+    finally:
+        watch.close()
