@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any, Callable, Iterable
 
 import pika
@@ -31,6 +32,7 @@ from cqrs_demo.messaging.topology import ReopeningChannel
 log = logging.getLogger(__name__)
 
 Notice = tuple[str, Any, int]  # (collection, document id, version it reached)
+REBIND_SECONDS = 10.0
 _TRANSIENT = pika.BasicProperties(content_type="application/json", delivery_mode=1)
 
 
@@ -86,8 +88,15 @@ def follow(settings: Settings, on_notices: Callable[[list[Notice]], None], on_li
             channel.basic_consume(queue, lambda ch, method, properties, body: on_notices(_read(body)), auto_ack=True)
             on_live(True)
             backoff.reset()
+            bound_at = time.monotonic()
             while not stop.is_set():
                 connection.process_data_events(time_limit=1.0)
+                if time.monotonic() - bound_at > REBIND_SECONDS:
+                    # A reset deletes the exchange, and the binding with it, while this queue lives
+                    # on: declared and bound again, the notices flow again once the projector is back.
+                    declare(channel, settings)
+                    channel.queue_bind(queue, settings.applied_exchange)
+                    bound_at = time.monotonic()
         except (pika.exceptions.AMQPError, OSError) as exc:
             on_live(False)
             delay = backoff.next()

@@ -50,6 +50,28 @@ def test_every_query_service_hears_each_announcement_once_per_document(settings)
     assert first.live[-1] is False  # told that notices stopped when it stopped
 
 
+def test_notices_flow_again_after_a_reset_deleted_their_exchange(settings, monkeypatch):
+    monkeypatch.setattr(notices, "REBIND_SECONDS", 0.2)
+    follower = Follower(settings)
+    connection = amqp_connection(settings)
+    try:
+        announcer = notices.Announcer(connection, settings)
+        announcer.announce([("products", 1, 1)])
+        wait_until(lambda: follower.received == [("products", 1, 1)], timeout=10, what="the first notice")
+        connection.channel().exchange_delete(settings.applied_exchange)
+
+        def heard_again() -> bool:
+            announcer.announce([("products", 1, 2)])  # the first ones may be lost: they are hints
+            connection.process_data_events(time_limit=0.1)
+            return ("products", 1, 2) in follower.received
+
+        wait_until(heard_again, timeout=10, what="a notice heard after the exchange came back")
+        assert follower.live == [True]  # the subscription itself never dropped
+    finally:
+        connection.close()
+        follower.close()
+
+
 def test_a_waiting_request_is_answered_on_the_projectors_notice(settings, command_client, read_db, pipeline):
     """The real pipeline: the watch reads the product once its notice arrives, and not before."""
     reads = []
