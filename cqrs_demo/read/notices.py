@@ -63,12 +63,13 @@ class Announcer:
             return
         try:
             channel = self._channel()
-            if channel is not self._declared:  # a channel the broker closed took nothing with it but this
+            if channel is not self._declared:  # a new channel, after the broker closed the last one
                 declare(channel, self.settings)
                 self._declared = channel
             channel.basic_publish(self.settings.applied_exchange, "", json.dumps(body).encode(), _TRANSIENT)
         except pika.exceptions.AMQPChannelError as exc:
-            # Only a hint is lost (the exchange deleted by a reset, say); a waiting request polls.
+            # Only a hint is lost (the exchange deleted by a reset, say: the broker closes the
+            # channel, and the next notice declares the exchange on a new one); waiting requests poll.
             log.warning("could not announce %d applied documents: %s", len(body), exc)
 
 
