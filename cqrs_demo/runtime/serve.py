@@ -6,6 +6,7 @@ their loops until SIGTERM or SIGINT, then finish the message or batch in hand an
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -27,6 +28,18 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _freeze_start_up() -> None:
+    """Move what start-up made out of the garbage collector's way.
+
+    Imports and set-up leave a few hundred thousand long-lived objects (Flask, SQLAlchemy,
+    pymongo, pika...). Every full collection would walk them all, pausing the process for 40 to
+    100 ms now and then under load, the slowest answers a client sees. `gc.freeze` moves them to
+    a generation that collections skip; what the process makes later is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(name: str, settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)
@@ -41,7 +54,9 @@ def serve(name: str, settings: Settings) -> None:
             from cqrs_demo.read.app import create_app
 
             port = settings.query_port
-        waitress.serve(create_app(settings), host=settings.host, port=port, threads=web.REQUEST_THREADS, ident=f"cqrs-{name}")
+        app = create_app(settings)
+        _freeze_start_up()
+        waitress.serve(app, host=settings.host, port=port, threads=web.REQUEST_THREADS, ident=f"cqrs-{name}")
     elif name in ("relay", "projector"):
         _run_loop(name, settings)
     else:
@@ -56,7 +71,9 @@ def _run_loop(name: str, settings: Settings) -> None:
     else:
         from cqrs_demo.read.projector import Projector as Loop
     try:
-        Loop(settings).run(_stop_on_signals())
+        loop = Loop(settings)
+        _freeze_start_up()
+        loop.run(_stop_on_signals())
     except PartitionLayoutChanged as exc:  # refused to start: say why, in words, and exit
         logging.getLogger(name).error("%s", exc)
         raise SystemExit(2) from None
