@@ -15,6 +15,7 @@ import math
 import time
 
 import pika
+import pika.exceptions
 import pymongo
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -133,6 +134,15 @@ def amqp_parameters(settings: Settings) -> pika.URLParameters:
 
 def amqp_connection(settings: Settings) -> pika.BlockingConnection:
     return pika.BlockingConnection(amqp_parameters(settings))
+
+
+def close_quietly(connection: pika.BlockingConnection | None) -> None:
+    """Close a RabbitMQ connection that may be half dead already: a failure to close it is moot."""
+    if connection is not None and connection.is_open:
+        try:
+            connection.close()
+        except (pika.exceptions.AMQPError, OSError):
+            pass
 
 
 def keep_alive(connection: pika.BlockingConnection) -> None:

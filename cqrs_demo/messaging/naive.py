@@ -24,7 +24,7 @@ import pika
 import pika.exceptions
 
 from cqrs_demo.config import Settings
-from cqrs_demo.connections import amqp_connection, keep_alive
+from cqrs_demo.connections import amqp_connection, close_quietly, keep_alive
 from cqrs_demo.messaging import headers, partitions, topology
 from cqrs_demo.messaging.events import Event
 
@@ -111,8 +111,4 @@ class NaivePublisher:
 
     def _drop_connection(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except BROKEN:
-                pass
+        close_quietly(connection)

@@ -25,7 +25,7 @@ import pika
 import pika.exceptions
 
 from cqrs_demo.config import Settings
-from cqrs_demo.connections import amqp_connection
+from cqrs_demo.connections import amqp_connection, close_quietly
 from cqrs_demo.messaging.backoff import Backoff
 from cqrs_demo.messaging.topology import ReopeningChannel
 
@@ -104,11 +104,7 @@ def follow(settings: Settings, on_notices: Callable[[list[Notice]], None], on_li
             log.warning("notices of applied events unavailable (%s); polling, retrying in %.1fs", exc, delay)
             stop.wait(delay)
         finally:
-            if connection is not None and connection.is_open:
-                try:
-                    connection.close()
-                except (pika.exceptions.AMQPError, OSError):
-                    pass
+            close_quietly(connection)
     on_live(False)
 
 

@@ -41,7 +41,7 @@ from pymongo import UpdateOne
 
 from cqrs_demo import failpoints
 from cqrs_demo.config import Settings
-from cqrs_demo.connections import amqp_connection, mongo_client
+from cqrs_demo.connections import amqp_connection, close_quietly, mongo_client
 from cqrs_demo.messaging import headers as message_headers
 from cqrs_demo.messaging import partition_layout, topology
 from cqrs_demo.messaging.backoff import Backoff
@@ -454,11 +454,7 @@ class Projector:
                 log.warning("projector lost a connection (%s); retrying in %.1fs", exc, delay)
                 stop.wait(delay)
             finally:
-                if connection is not None and connection.is_open:
-                    try:
-                        connection.close()  # unacknowledged messages go back to the queue
-                    except RECOVERABLE:
-                        pass
+                close_quietly(connection)  # unacknowledged messages go back to the queue
         if self.balance is not None:
             try:
                 self.balance.leave()  # the others take its partitions now, not when it expires
