@@ -67,9 +67,11 @@ class Announcer:
                 declare(channel, self.settings)
                 self._declared = channel
             channel.basic_publish(self.settings.applied_exchange, "", json.dumps(body).encode(), _TRANSIENT)
-        except pika.exceptions.AMQPChannelError as exc:
-            # Only a hint is lost (the exchange deleted by a reset, say: the broker closes the
-            # channel, and the next notice declares the exchange on a new one); waiting requests poll.
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            # Only a hint is lost; waiting requests poll. Nothing may stop the projector from
+            # recording the batch next: a connection that died here fails at the acks, after the
+            # record, and a channel the broker closed (the exchange deleted by a reset, say) is
+            # replaced by the next notice's, which declares the exchange again.
             log.warning("could not announce %d applied documents: %s", len(body), exc)
 
 

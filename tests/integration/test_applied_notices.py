@@ -72,6 +72,16 @@ def test_notices_flow_again_after_a_reset_deleted_their_exchange(settings, monke
         follower.close()
 
 
+def test_a_notice_that_cannot_be_sent_is_dropped_without_an_error(settings):
+    """The projector announces before it records the batch's status; a broker gone at that
+    moment must not cost the record (the acks after it fail, and the batch is redelivered)."""
+    connection = amqp_connection(settings)
+    announcer = notices.Announcer(connection, settings)
+    announcer.announce([("products", 1, 1)])
+    connection.close()
+    announcer.announce([("products", 1, 2)])  # no exception: a hint lost
+
+
 def test_a_waiting_request_is_answered_on_the_projectors_notice(settings, command_client, read_db, pipeline):
     """The real pipeline: the watch reads the product once its notice arrives, and not before."""
     reads = []
