@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     wait_for("MongoDB", lambda: client.admin.command("ping"), MONGODB_DOWN)
     # Reads follow a rebuild's switch within REFRESH_SECONDS, well inside the time the old
     # generation is kept after it; reading the pointer for every query would double the reads
-    # the read model serves (a read-your-writes wait looks every few milliseconds).
+    # the read model serves (a read-your-writes wait looks every few milliseconds while the
+    # projector's notices do not flow).
     db = generations.Following(client[settings.mongo_database], refresh_seconds=generations.REFRESH_SECONDS)
     app = routes(settings, probe=lambda: client.admin.command("ping"))
     # Waiting requests learn from the projector's notices when to read (`read.notices`).
