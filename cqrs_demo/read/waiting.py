@@ -56,6 +56,7 @@ class VersionWatch:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._feed_thread: threading.Thread | None = None
 
     def wait(self, collection: str, doc_id: Any, min_version: int, timeout: float) -> dict | None:
         """The document once at `min_version` or newer; after `timeout`, whatever it is then."""
@@ -109,12 +110,15 @@ class VersionWatch:
         self._wake.set()
 
     def _ensure_threads(self) -> None:
+        # The feed is started once: it reconnects by itself and only ends on close(), and a
+        # second one beside it would double every notice.
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="version-watch", daemon=True)
             self._thread.start()
-            if self._feed is not None:
-                threading.Thread(target=self._feed, args=(self.applied, self.live, self._stop),
-                                 name="applied-notices", daemon=True).start()
+        if self._feed is not None and self._feed_thread is None:
+            self._feed_thread = threading.Thread(target=self._feed, args=(self.applied, self.live, self._stop),
+                                                 name="applied-notices", daemon=True)
+            self._feed_thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -164,3 +164,24 @@ def test_when_notices_stop_flowing_the_watch_polls_again() -> None:
     thread.join(5.0)
     assert answer == [{"_id": 1, "version": 2}]
     assert time.monotonic() - started < 0.5
+
+
+def test_one_feed_runs_whatever_happens_to_the_watcher_thread() -> None:
+    started: list[int] = []
+
+    def feed(on_notices, on_live, stop) -> None:
+        started.append(1)
+        stop.wait()
+
+    watch = VersionWatch({"products": FakeCollection()}, interval=0.001, feed=feed)
+    with watch._lock:
+        watch._ensure_threads()
+        watch._thread = threading.Thread(target=lambda: None)  # as if the watcher thread had ended
+        watch._thread.start()
+        watch._thread.join()
+        watch._ensure_threads()
+    try:
+        assert watch._thread.is_alive()
+        assert len(started) == 1
+    finally:
+        watch.close()
