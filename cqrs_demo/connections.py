@@ -155,4 +155,13 @@ def keep_alive(connection: pika.BlockingConnection) -> None:
     thread-safe, so a separate heartbeat thread would corrupt the connection it meant to keep.
     Raises like any pika call when the connection has died, which is how its owner learns it.
     """
+    raise_if_closed(connection)
     connection.process_data_events(time_limit=0)
+
+
+def raise_if_closed(connection: pika.BlockingConnection) -> None:
+    """A pika error for a connection found closed. Its loss may have been raised, and handled,
+    elsewhere (a dropped notice); pika's event loop on a closed connection fails with a bare
+    ValueError, which no reconnect loop would take for a lost connection."""
+    if connection.is_closed:
+        raise pika.exceptions.ConnectionWrongStateError("the connection to RabbitMQ is closed")

@@ -70,8 +70,9 @@ class Announcer:
         except (pika.exceptions.AMQPError, OSError) as exc:
             # Only a hint is lost; waiting requests poll. Nothing may stop the projector from
             # recording the batch next: a connection that died here fails at the acks, after the
-            # record, and a channel the broker closed (the exchange deleted by a reset, say) is
-            # replaced by the next notice's, which declares the exchange again.
+            # record, or at the projector's next look at the connection; a channel the broker
+            # closed (the exchange deleted by a reset, say) is replaced by the next notice's,
+            # which declares the exchange again.
             log.warning("could not announce %d applied documents: %s", len(body), exc)
 
 

@@ -41,7 +41,7 @@ from pymongo import UpdateOne
 
 from cqrs_demo import failpoints
 from cqrs_demo.config import Settings
-from cqrs_demo.connections import amqp_connection, close_quietly, mongo_client
+from cqrs_demo.connections import amqp_connection, close_quietly, mongo_client, raise_if_closed
 from cqrs_demo.messaging import headers as message_headers
 from cqrs_demo.messaging import partition_layout, topology
 from cqrs_demo.messaging.backoff import Backoff
@@ -444,6 +444,7 @@ class Projector:
                     self._subscribe(connection, partition)
                 backoff.reset()
                 while not stop.is_set():
+                    raise_if_closed(connection)
                     connection.process_data_events(time_limit=0.2)
                     if self._pending:
                         connection.process_data_events(time_limit=0)  # whatever else has arrived

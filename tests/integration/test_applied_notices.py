@@ -8,9 +8,13 @@ import threading
 import time
 
 from cqrs_demo.connections import amqp_connection
+from cqrs_demo.lab.proxy import LinkProxy
+from cqrs_demo.messaging.relay import OutboxRelay
 from cqrs_demo.polling import wait_until
 from cqrs_demo.read import notices, projection
+from cqrs_demo.read.projector import Projector
 from cqrs_demo.read.waiting import VersionWatch
+from support import Background
 
 LAMP = {"name": "Lamp", "price": 5.00, "quantity": 1, "sku": "N-1"}
 
@@ -74,12 +78,46 @@ def test_notices_flow_again_after_a_reset_deleted_their_exchange(settings, monke
 
 def test_a_notice_that_cannot_be_sent_is_dropped_without_an_error(settings):
     """The projector announces before it records the batch's status; a broker gone at that
-    moment must not cost the record (the acks after it fail, and the batch is redelivered)."""
+    moment must not cost the record (the acks after it fail, and the batch is redelivered; with
+    acknowledgement on delivery, the projector finds the connection closed and reconnects)."""
     connection = amqp_connection(settings)
     announcer = notices.Announcer(connection, settings)
     announcer.announce([("products", 1, 1)])
     connection.close()
     announcer.announce([("products", 1, 2)])  # no exception: a hint lost
+
+
+def test_a_projector_whose_broker_goes_away_while_it_announces_carries_on(settings, command_client, read_db):
+    """With acknowledgement on delivery (naive mode's), nothing after the announcement talks to
+    the broker: the lost connection must still be noticed, and the projector reconnect."""
+    link = LinkProxy("127.0.0.1", 5672).start()
+
+    class CutWhileAnnouncing(Projector):
+        cuts = 0
+
+        def _announce(self, results) -> None:
+            if not self.cuts:
+                self.cuts += 1
+                link.cut()
+                link.restore()
+                self._next_tick = time.monotonic() + 60  # the consuming loop, not a tick, must notice
+            super()._announce(results)
+
+    through_link = settings.with_(amqp_url=f"amqp://guest:guest@127.0.0.1:{link.port}/%2F", projector_ack="auto")
+    relay = Background("relay", OutboxRelay(settings)).start()
+    projector = Background("projector", CutWhileAnnouncing(through_link)).start()
+    try:
+        created = command_client.post("/api/products", json=LAMP).get_json()
+        products = read_db[projection.PRODUCTS]
+        wait_until(lambda: products.find_one({"_id": created["id"]}), timeout=20, what="the product projected")
+        command_client.patch(f"/api/products/{created['id']}", json={"price": 6.00})
+        wait_until(lambda: products.find_one({"_id": created["id"], "version": 2}), timeout=20,
+                   what="the update projected after the projector reconnected")
+        assert projector.thread.is_alive()
+    finally:
+        relay.halt()
+        projector.halt()
+        link.stop()
 
 
 def test_a_waiting_request_is_answered_on_the_projectors_notice(settings, command_client, read_db, pipeline):

@@ -1,12 +1,16 @@
-"""Pooled PostgreSQL connections: pinged only after an idle spell, and a dead one replaced unnoticed."""
+"""Pooled PostgreSQL connections: pinged only after an idle spell, and a dead one replaced unnoticed.
+A RabbitMQ connection found lost says so with a pika error, however its loss was first reported."""
 
 from __future__ import annotations
 
 import time
 
+import pika.exceptions
+import pytest
 import sqlalchemy as sa
 
-from cqrs_demo.connections import ping_when_idle
+from cqrs_demo.connections import amqp_connection, keep_alive, ping_when_idle
+from cqrs_demo.lab.proxy import LinkProxy
 
 
 def _pings(engine) -> list[float]:
@@ -48,3 +52,19 @@ def test_a_connection_that_died_while_idle_is_replaced_before_use(base_settings)
         assert len(pings) >= 2
     finally:
         engine.dispose()
+
+
+def test_keeping_alive_a_connection_whose_loss_was_already_handled_raises_a_pika_error(settings):
+    link = LinkProxy("127.0.0.1", 5672).start()
+    try:
+        connection = amqp_connection(settings.with_(amqp_url=f"amqp://guest:guest@127.0.0.1:{link.port}/%2F"))
+        channel = connection.channel()
+        link.cut()
+        with pytest.raises(pika.exceptions.AMQPError):
+            while True:  # until a call notices the cut; the caller handles it and carries on
+                channel.basic_publish("", "nowhere", b"lost")
+                time.sleep(0.05)
+        with pytest.raises(pika.exceptions.AMQPError):  # not pika's own ValueError
+            keep_alive(connection)
+    finally:
+        link.stop()
