@@ -47,22 +47,29 @@ def outage_burst(stack, commands: int = 300, rate: float = 100.0, outage_at: flo
     load.prepare()
     wait_until_equal(stack.engine, stack.read_db, 30)
     window: dict[str, float] = {}
+    failed: list[Exception] = []
 
     def stage_outage() -> None:
-        time.sleep(outage_at)
-        with broker_outage(stack):
-            window["cut"] = time.time()
-            time.sleep(outage_for)
-        window["restored"] = time.time()
-        # The outage lasts, for the projector, until it is consuming again.
-        wait_until(lambda: projector_consumers(stack.settings) >= 1, timeout=30, what="the projector to reconnect")
-        window["back"] = time.time()
+        try:
+            time.sleep(outage_at)
+            with broker_outage(stack):
+                window["cut"] = time.time()
+                time.sleep(outage_for)
+            window["restored"] = time.time()
+            # The outage lasts, for the projector, until it is consuming again.
+            wait_until(lambda: projector_consumers(stack.settings) >= 1, timeout=30, what="the projector to reconnect")
+            window["back"] = time.time()
+        except Exception as exc:  # raised again below, in the caller's thread
+            failed.append(exc)
 
     outage = threading.Thread(target=stage_outage, name="outage")
     with LagMonitor(stack, interval=0.1) as monitor:
         outage.start()
         frame = load.run(commands=commands, rate=rate, threads=8, progress=progress, wait_visible=False)
         outage.join()
+        if failed:
+            raise RuntimeError(f"the staged outage did not end as planned: {failed[0]}\n"
+                               f"the projector's last log lines:\n{stack.logs('projector', 15)}") from failed[0]
         settled = wait_until_equal(stack.engine, stack.read_db, 15 if stack.settings.naive else 60)
     observed = anomalies.measure(stack)
     exact = {"events committed": observed["events committed"], "events applied twice": 0,

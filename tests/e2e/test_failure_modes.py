@@ -168,6 +168,7 @@ def test_broker_outage_mid_burst_naive_publish_loses_events(labs):
     assert result.observed["events lost"] > 0, result.table.to_string()
     assert result.observed["products stale at the end"] >= 1
     assert result.notes, "the read model cannot equal the write model after losing events"
+    assert not projector_dead(stack)  # it lost events, not its life: it reconnected
 
 
 # -- 2. the relay dies between the broker's confirm and marking the rows ---------------------------
