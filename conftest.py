@@ -27,7 +27,9 @@ def pytest_configure(config):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Remove the class stacks the session's notebooks left (every notebook leaves its data for a re-run)."""
+    """Remove the class stacks the session's notebooks left (every notebook leaves its data for a
+    re-run), and the exercises its student passed: on a class's servers, a test session is not a
+    student the instructor should see in the room."""
     tests = Path(__file__).parent / "tests"
     ran_stacks = any(tests / "unit" not in Path(item.fspath).parents for item in getattr(session, "items", []))
     if _session_student is None or not ran_stacks:
@@ -36,7 +38,7 @@ def pytest_sessionfinish(session, exitstatus):
     from cqrs_demo.classroom.reset import reset
 
     try:
-        report = reset(config.from_environment(), _session_student)
+        report = reset(config.from_environment(), _session_student, progress=True)
     except Exception as exc:  # the servers may be what failed the session; say so, do not mask it
         print(f"\nclass stacks of {_session_student!r} not removed: {exc!r}")
         return

@@ -57,7 +57,7 @@ def students(base_settings, tmp_path):
     names = {"alice": f"t-alice {tag}", "bob": f"t-bob {tag}", "carol": f"t-carol {tag}"}
     yield settings, names
     for name in names.values():
-        reset(settings, name)
+        reset(settings, name, progress=True)  # their checks too: test students, not a class
 
 
 def test_two_students_run_notebook_01_at_the_same_time_and_both_pass(students, tmp_path):
