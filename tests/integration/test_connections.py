@@ -61,7 +61,7 @@ def test_keeping_alive_a_connection_whose_loss_was_already_handled_raises_a_pika
         channel = connection.channel()
         link.cut()
         with pytest.raises(pika.exceptions.AMQPError):
-            while True:  # until a call notices the cut; the caller handles it and carries on
+            for _ in range(100):  # until a call notices the cut; the caller handles it and carries on
                 channel.basic_publish("", "nowhere", b"lost")
                 time.sleep(0.05)
         with pytest.raises(pika.exceptions.AMQPError):  # not pika's own ValueError
