@@ -21,7 +21,12 @@ def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def _handler(signum, frame):
-        stop.set()
+        # Ignore the signals that follow first (the parent's death and `stop()` both send one):
+        # a handler run again inside `stop.set()` would wait for ever on the lock set() holds.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if not stop.is_set():
+            stop.set()
 
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
