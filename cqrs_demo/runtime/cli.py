@@ -6,12 +6,11 @@ import argparse
 import json
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from cqrs_demo import config
 from cqrs_demo.config import ConfigError, Settings
-from cqrs_demo.runtime.serve import SERVICES
+from cqrs_demo.runtime.serve import SERVICES, stop_on_signals
 
 
 def _table(rows: list[dict]) -> str:
@@ -48,8 +47,7 @@ def cmd_up(settings: Settings, args) -> int:
         print("running in the background; stop it with `cqrs-demo down`")
         return 0
     print("press Ctrl-C to stop", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_on_signals((signal.SIGTERM,))  # Ctrl-C: KeyboardInterrupt, below
     try:
         while not stop.is_set():
             stop.wait(1)

@@ -17,19 +17,20 @@ from cqrs_demo.config import Settings
 SERVICES = ("command", "query", "relay", "projector")
 
 
-def _stop_on_signals() -> threading.Event:
+def stop_on_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> threading.Event:
+    """An event set by the first of `signums`; the ones that follow are ignored (a parent's death
+    and a `stop()` both send SIGTERM). A handler run again inside `stop.set()` would wait for
+    ever on the lock the interrupted set() holds."""
     stop = threading.Event()
 
     def _handler(signum, frame):
-        # Ignore the signals that follow first (the parent's death and `stop()` both send one):
-        # a handler run again inside `stop.set()` would wait for ever on the lock set() holds.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for ignored in signums:
+            signal.signal(ignored, signal.SIG_IGN)
         if not stop.is_set():
             stop.set()
 
-    signal.signal(signal.SIGTERM, _handler)
-    signal.signal(signal.SIGINT, _handler)
+    for signum in signums:
+        signal.signal(signum, _handler)
     return stop
 
 
@@ -78,7 +79,7 @@ def _run_loop(name: str, settings: Settings) -> None:
     try:
         loop = Loop(settings)
         _freeze_start_up()
-        loop.run(_stop_on_signals())
+        loop.run(stop_on_signals())
     except PartitionLayoutChanged as exc:  # refused to start: say why, in words, and exit
         logging.getLogger(name).error("%s", exc)
         raise SystemExit(2) from None
