@@ -23,7 +23,19 @@ import socket
 import threading
 import time
 
+import pika
+
 from cqrs_demo.runtime.ports import free_port
+
+
+def broker_link(amqp_url: str) -> tuple["LinkProxy", str]:
+    """A (not yet started) link to the broker of `amqp_url`, and the URL that reaches it through the link."""
+    params = pika.URLParameters(amqp_url)
+    link = LinkProxy(params.host, params.port)
+    proxied = amqp_url.replace(f"{params.host}:{params.port}", f"127.0.0.1:{link.port}")
+    if proxied == amqp_url:
+        raise ValueError(f"cannot route {amqp_url} through the fault proxy; give host:port")
+    return link, proxied
 
 
 class LinkProxy:

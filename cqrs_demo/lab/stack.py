@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 
 import pandas as pd
-import pika
 import pymongo.errors
 import sqlalchemy as sa
 
@@ -25,7 +24,7 @@ from cqrs_demo.connections import amqp_connection, mongo_client, write_engine
 from cqrs_demo.messaging import topology
 from cqrs_demo.polling import wait_until
 from cqrs_demo.read import generations
-from cqrs_demo.lab.proxy import LinkProxy
+from cqrs_demo.lab.proxy import LinkProxy, broker_link
 from cqrs_demo.runtime import backing
 from cqrs_demo.runtime.ports import free_port
 from cqrs_demo.runtime.stack import Stack, StackError
@@ -59,11 +58,7 @@ class LabStack:
         self.observer_settings = self.settings
         self.broker_link: LinkProxy | None = None
         if faults:
-            params = pika.URLParameters(self.settings.amqp_url)
-            self.broker_link = LinkProxy(params.host, params.port)
-            proxied = self.settings.amqp_url.replace(f"{params.host}:{params.port}", f"127.0.0.1:{self.broker_link.port}")
-            if proxied == self.settings.amqp_url:
-                raise ValueError(f"cannot route {self.settings.amqp_url} through the fault proxy; give host:port")
+            self.broker_link, proxied = broker_link(self.settings.amqp_url)
             self.settings = self.settings.with_(amqp_url=proxied)
         self.seat = Seat(self.observer_settings, self.notebook, owner=self)
         self._stack: Stack | None = None

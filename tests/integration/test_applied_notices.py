@@ -8,7 +8,7 @@ import threading
 import time
 
 from cqrs_demo.connections import amqp_connection
-from cqrs_demo.lab.proxy import LinkProxy
+from cqrs_demo.lab.proxy import broker_link
 from cqrs_demo.messaging.relay import OutboxRelay
 from cqrs_demo.polling import wait_until
 from cqrs_demo.read import notices, projection
@@ -90,7 +90,8 @@ def test_a_notice_that_cannot_be_sent_is_dropped_without_an_error(settings):
 def test_a_projector_whose_broker_goes_away_while_it_announces_carries_on(settings, command_client, read_db):
     """With acknowledgement on delivery (naive mode's), nothing after the announcement talks to
     the broker: the lost connection must still be noticed, and the projector reconnect."""
-    link = LinkProxy("127.0.0.1", 5672).start()
+    link, amqp_url = broker_link(settings.amqp_url)
+    link.start()
 
     class CutWhileAnnouncing(Projector):
         cuts = 0
@@ -103,7 +104,7 @@ def test_a_projector_whose_broker_goes_away_while_it_announces_carries_on(settin
                 self._next_tick = time.monotonic() + 60  # the consuming loop, not a tick, must notice
             super()._announce(results)
 
-    through_link = settings.with_(amqp_url=f"amqp://guest:guest@127.0.0.1:{link.port}/%2F", projector_ack="auto")
+    through_link = settings.with_(amqp_url=amqp_url, projector_ack="auto")
     relay = Background("relay", OutboxRelay(settings)).start()
     projector = Background("projector", CutWhileAnnouncing(through_link)).start()
     try:

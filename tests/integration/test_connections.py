@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from cqrs_demo.connections import amqp_connection, keep_alive, ping_when_idle
-from cqrs_demo.lab.proxy import LinkProxy
+from cqrs_demo.lab.proxy import broker_link
 
 
 def _pings(engine) -> list[float]:
@@ -55,9 +55,10 @@ def test_a_connection_that_died_while_idle_is_replaced_before_use(base_settings)
 
 
 def test_keeping_alive_a_connection_whose_loss_was_already_handled_raises_a_pika_error(settings):
-    link = LinkProxy("127.0.0.1", 5672).start()
+    link, amqp_url = broker_link(settings.amqp_url)
+    link.start()
     try:
-        connection = amqp_connection(settings.with_(amqp_url=f"amqp://guest:guest@127.0.0.1:{link.port}/%2F"))
+        connection = amqp_connection(settings.with_(amqp_url=amqp_url))
         channel = connection.channel()
         link.cut()
         with pytest.raises(pika.exceptions.AMQPError):
