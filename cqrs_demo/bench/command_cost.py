@@ -6,66 +6,60 @@ before and after, and divided by the commands sent. The servers are counted as n
 can be: PostgreSQL by the backends serving this stack's connections, the MongoDB stand-in by its
 own process. RabbitMQ's single Erlang VM serves every user of the broker, so on a machine where
 others are busy its figure includes their share too; the JSON says how many connections it had.
+
+Right after, on the same servers and at the same rate, the bare pipeline (`bare_pipeline`) is
+measured the same way: the floor the stack's cost stands on.
 """
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import psutil
-import sqlalchemy as sa
 
-from cqrs_demo.bench.process_cost import alive, by_name, measure_while, tree
+from cqrs_demo.bench.bare_pipeline import BareServers
+from cqrs_demo.bench.process_cost import by_name, measure_while, postgres_backends, tree
 from cqrs_demo.bench.record import percentiles
 from cqrs_demo.consistency import wait_until_equal
 from cqrs_demo.lab.load import LoadGenerator
 from cqrs_demo.lab.stack import LabStack
-
-POSTGRES_PORT = 5432
-
-
-def _client_ports(pids: list[int], server_port: int) -> set[int]:
-    """The local ports of these processes' TCP connections to `server_port`."""
-    ports = set()
-    for pid in pids:
-        for process in tree(pid):
-            try:
-                connections = process.net_connections(kind="tcp")
-            except psutil.Error:
-                continue
-            ports.update(c.laddr.port for c in connections if c.raddr and c.raddr.port == server_port)
-    return ports
-
-
-def _postgres_backends(stack: LabStack) -> list[psutil.Process]:
-    """The PostgreSQL backends that serve the stack's services (matched by their client ports)."""
-    services = [process.pid for process in stack.stack.processes.values()]
-    ports = _client_ports(services, POSTGRES_PORT)
-    with stack.engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT pid, client_port FROM pg_stat_activity WHERE client_port IS NOT NULL")).all()
-    return alive(pid for pid, port in rows if port in ports)
 
 
 def _groups(stack: LabStack) -> dict:
     groups = {name: (lambda pid=process.pid: tree(pid)) for name, process in stack.stack.processes.items()}
     if stack.stack.standin is not None:
         groups["mongo stand-in"] = lambda: tree(stack.stack.standin.pid)
-    groups["postgresql"] = lambda: _postgres_backends(stack)
+    services = [process.pid for process in stack.stack.processes.values()]
+    groups["postgresql"] = lambda: postgres_backends(stack.engine, services)
     groups["rabbitmq"] = lambda: by_name("beam.smp")
     groups["load generator"] = lambda: [psutil.Process()]
     return groups
 
 
-def _figure(per_command: dict[str, float], total: float) -> plt.Figure:
-    names = sorted(per_command, key=per_command.get)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.barh(names, [per_command[n] for n in names])
-    ax.set_xlabel("CPU ms per command")
-    ax.set_title(f"CPU per command at 50/s: {total:.1f} ms in all")
+def _figure(per_command: dict[str, float], total: float, bare: dict) -> plt.Figure:
+    """The stack's cost per command next to the bare pipeline's per event, part by part; the
+    servers keep their colour in both bars."""
+    rows = [(f"stack\n{total:.1f} ms", per_command),
+            (f"bare pipeline\n{bare['total_cpu_ms_per_event']:.1f} ms", bare["cpu_ms_per_event"])]
+    names = list(dict.fromkeys(name for _, parts in rows for name in sorted(parts, key=parts.get, reverse=True)))
+    colours = dict(zip(names, plt.get_cmap("tab10").colors + plt.get_cmap("Set2").colors))
+    fig, ax = plt.subplots(figsize=(9, 3))
+    for y, (_, parts) in enumerate(rows):
+        left = 0.0
+        for name in sorted(parts, key=parts.get, reverse=True):
+            ax.barh(y, parts[name], left=left, color=colours[name], edgecolor="white")
+            if parts[name] >= 0.9:
+                ax.text(left + parts[name] / 2, y, name.replace(" ", "\n", 1), ha="center", va="center", fontsize=7)
+            left += parts[name]
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("CPU ms per command (bare pipeline: per event)")
+    ax.set_title("CPU per command at 50/s, and the bare pipeline on the same servers")
     fig.tight_layout()
     return fig
 
 
 def cpu_per_command(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
+    """The stack's CPU per command; then, on the same servers, the bare pipeline's per event."""
     rate, seconds = 50, (5 if quick else 20)
     commands = int(rate * seconds)
     stack = LabStack(namespace="bench_cpu").start()
@@ -78,6 +72,8 @@ def cpu_per_command(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
         converged = wait_until_equal(stack.engine, stack.read_db, 60)["equal"]
     finally:
         stack.stop()
+    with BareServers() as servers:
+        bare = servers.measure(rate, seconds)
     ok = frame[frame["status"] < 300]
     per_command = {name: round(f.cpu_seconds * 1000 / commands, 3) for name, f in footprints.items()}
     total = round(sum(per_command.values()), 3)
@@ -89,6 +85,8 @@ def cpu_per_command(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
         "errors": int((frame["status"] >= 300).sum()),
         "write_to_visible_ms": percentiles(ok["visible_ms"]),
         "converged": converged,
+        "bare_pipeline": bare,
     }
-    parameters = {"rate": rate, "seconds": seconds, "operation": "PATCH price + GET ?min_version, 50 products"}
-    return parameters, results, _figure(per_command, total)
+    parameters = {"rate": rate, "seconds": seconds, "operation": "PATCH price + GET ?min_version, 50 products",
+                  "bare_pipeline": "product UPDATE + outbox INSERT + NOTIFY; relay with confirms; versioned upsert"}
+    return parameters, results, _figure(per_command, total, bare)

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
 import psutil
+import sqlalchemy as sa
 
 MB = 1024 * 1024
+POSTGRES_PORT = 5432
 
 T = TypeVar("T")
 
@@ -121,3 +123,24 @@ def alive(pids: Iterable[int]) -> list[psutil.Process]:
 def by_name(name: str) -> list[psutil.Process]:
     """Every process with this executable name (`beam.smp`: RabbitMQ's Erlang VM)."""
     return [p for p in psutil.process_iter(["name"]) if p.info["name"] == name]
+
+
+def _client_ports(pids: Iterable[int], server_port: int) -> set[int]:
+    """The local ports of these processes' (and their children's) TCP connections to `server_port`."""
+    ports = set()
+    for pid in pids:
+        for process in tree(pid):
+            try:
+                connections = process.net_connections(kind="tcp")
+            except psutil.Error:
+                continue
+            ports.update(c.laddr.port for c in connections if c.raddr and c.raddr.port == server_port)
+    return ports
+
+
+def postgres_backends(engine: sa.Engine, pids: Iterable[int]) -> list[psutil.Process]:
+    """The PostgreSQL backends serving these processes' connections (matched by their client ports)."""
+    ports = _client_ports(pids, POSTGRES_PORT)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT pid, client_port FROM pg_stat_activity WHERE client_port IS NOT NULL")).all()
+    return alive(pid for pid, port in rows if port in ports)

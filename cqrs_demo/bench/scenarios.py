@@ -19,6 +19,7 @@ import pandas as pd
 import requests
 import sqlalchemy as sa
 
+from cqrs_demo.bench.bare_pipeline import BareServers
 from cqrs_demo.bench.classroom import classroom
 from cqrs_demo.bench.command_cost import cpu_per_command
 from cqrs_demo.bench.links import first_command_after_idle, relay_takeover
@@ -197,6 +198,10 @@ def _lag_figure(results: dict, title: str) -> plt.Figure:
     x = range(len(frame))
     for column in ("p50", "p95", "p99"):
         ax.plot(list(x), frame[column], marker="o", label=column)
+    if all("bare_pipeline" in r for r in results.values()):
+        for column in ("p50", "p99"):
+            floor = [r["bare_pipeline"]["write_to_visible_ms"][column] for r in results.values()]
+            ax.plot(list(x), floor, linestyle="--", color="grey", marker=".", label=f"bare pipeline {column}")
     ax.set_xticks(list(x), frame["run"], rotation=15)
     ax.set_ylabel("write-to-visible ms")
     ax.set_yscale("log")
@@ -208,7 +213,8 @@ def _lag_figure(results: dict, title: str) -> plt.Figure:
 
 def lag_at_rate(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
     """Each rate twice: as the stack runs by default, and with the projector's application log,
-    whose timestamps give each hop's time but which costs the read model a write per batch."""
+    whose timestamps give each hop's time but which costs the read model a write per batch;
+    then the bare pipeline at the same rate on the same servers, the floor under both."""
     rates = [50] if quick else [50, 200, 500]
     seconds = 3 if quick else 30
     results = {}
@@ -221,8 +227,10 @@ def lag_at_rate(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
             finally:
                 stack.stop()
         default, logged = runs
+        with BareServers() as servers:
+            bare = servers.measure(rate, seconds)
         results[f"{rate}/s"] = {**default, "hops_median_ms": logged.pop("hops_median_ms"),
-                                "with_application_log": logged}
+                                "with_application_log": logged, "bare_pipeline": bare}
     return {"rates": rates, "seconds": seconds, "operation": "PATCH price, 50 products"}, results, \
         _lag_figure(results, "Write-to-visible latency at offered rates")
 

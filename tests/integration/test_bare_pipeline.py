@@ -1,0 +1,41 @@
+"""The bare pipeline that the benchmarks set beside the stack loses and doubles nothing, and
+leaves nothing behind on the servers."""
+
+import pika.exceptions
+import psycopg
+import pytest
+
+from cqrs_demo.bench.bare_pipeline import PRODUCTS, BareServers, libpq_url
+from cqrs_demo.connections import amqp_connection, mongo_client
+
+
+def test_every_event_of_the_bare_pipeline_reaches_mongodb_and_is_timed_once(settings):
+    events = 2 * PRODUCTS + 7  # every product updated twice, seven of them three times
+    with BareServers(settings) as servers:
+        result = servers.measure(rate=200, seconds=events / 200)
+        documents = {d["_id"]: d["version"] for d in mongo_client(settings)[settings.mongo_database].products.find()}
+        with psycopg.connect(libpq_url(settings)) as conn:
+            rows = dict(conn.execute(f'SELECT id, version FROM "{settings.schema}".product').fetchall())
+            unpublished = conn.execute(f'SELECT count(*) FROM "{settings.schema}".outbox '
+                                       'WHERE published_at IS NULL').fetchone()[0]
+
+    assert result["events"] == events
+    assert result["visible"] == events
+    assert result["write_to_visible_ms"]["count"] == events
+    assert documents == rows
+    assert sorted(set(rows.values())) == [3, 4]
+    assert unpublished == 0
+    assert set(result["cpu_ms_per_event"]) >= {"pipeline", "postgresql", "rabbitmq"}
+    assert all(ms > 0 for ms in result["cpu_ms_per_event"].values())
+
+
+def test_the_bare_pipeline_removes_its_tables_queue_and_documents(settings):
+    with BareServers(settings) as servers:
+        servers.measure(rate=100, seconds=0.2)
+
+    with psycopg.connect(libpq_url(settings)) as conn:
+        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (settings.schema,)).fetchone() is None
+    assert settings.mongo_database not in mongo_client(settings).list_database_names()
+    channel = amqp_connection(settings).channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
+        channel.queue_declare(f"{settings.namespace}.bare", passive=True)
