@@ -7,8 +7,9 @@ can be: PostgreSQL by the backends serving this stack's connections, the MongoDB
 own process. RabbitMQ's single Erlang VM serves every user of the broker, so on a machine where
 others are busy its figure includes their share too; the JSON says how many connections it had.
 
-Right after, on the same servers and at the same rate, the bare pipeline (`bare_pipeline`) is
-measured the same way: the floor the stack's cost stands on.
+Right after, on the same servers and at the same rate, the floor under that cost is measured the
+same way: the bare pipeline per event (`bare_pipeline`), and the bare HTTP request (`bare_http`),
+of which a command and its read make two.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import psutil
 
+from cqrs_demo.bench import bare_http
 from cqrs_demo.bench.bare_pipeline import BareServers
 from cqrs_demo.bench.process_cost import by_name, measure_while, postgres_backends, tree
 from cqrs_demo.bench.record import percentiles
@@ -35,14 +37,17 @@ def _groups(stack: LabStack) -> dict:
     return groups
 
 
-def _figure(per_command: dict[str, float], total: float, bare: dict) -> plt.Figure:
-    """The stack's cost per command next to the bare pipeline's per event, part by part; the
-    servers keep their colour in both bars."""
+def _figure(per_command: dict[str, float], total: float, bare: dict, http: dict) -> plt.Figure:
+    """The stack's cost per command next to its floor: the bare pipeline per event, and the two
+    bare HTTP requests a command and its read make. The servers keep their colour in each bar."""
+    floor = {**bare["cpu_ms_per_event"],
+             **{f"HTTP {name} x2": 2 * ms for name, ms in http["cpu_ms_per_request"].items()}}
     rows = [(f"stack\n{total:.1f} ms", per_command),
-            (f"bare pipeline\n{bare['total_cpu_ms_per_event']:.1f} ms", bare["cpu_ms_per_event"])]
+            (f"bare pipeline\n{bare['total_cpu_ms_per_event']:.1f} ms", bare["cpu_ms_per_event"]),
+            (f"+ two bare\nrequests\n{sum(floor.values()):.1f} ms", floor)]
     names = list(dict.fromkeys(name for _, parts in rows for name in sorted(parts, key=parts.get, reverse=True)))
     colours = dict(zip(names, plt.get_cmap("tab10").colors + plt.get_cmap("Set2").colors))
-    fig, ax = plt.subplots(figsize=(9, 3))
+    fig, ax = plt.subplots(figsize=(9, 3.6))
     for y, (_, parts) in enumerate(rows):
         left = 0.0
         for name in sorted(parts, key=parts.get, reverse=True):
@@ -53,7 +58,7 @@ def _figure(per_command: dict[str, float], total: float, bare: dict) -> plt.Figu
     ax.set_yticks(range(len(rows)), [label for label, _ in rows])
     ax.invert_yaxis()
     ax.set_xlabel("CPU ms per command (bare pipeline: per event)")
-    ax.set_title("CPU per command at 50/s, and the bare pipeline on the same servers")
+    ax.set_title("CPU per command at 50/s, and the floor on the same servers")
     fig.tight_layout()
     return fig
 
@@ -74,6 +79,7 @@ def cpu_per_command(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
         stack.stop()
     with BareServers() as servers:
         bare = servers.measure(rate, seconds)
+    http = bare_http.measure(2 * rate, seconds)
     ok = frame[frame["status"] < 300]
     per_command = {name: round(f.cpu_seconds * 1000 / commands, 3) for name, f in footprints.items()}
     total = round(sum(per_command.values()), 3)
@@ -86,7 +92,9 @@ def cpu_per_command(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
         "write_to_visible_ms": percentiles(ok["visible_ms"]),
         "converged": converged,
         "bare_pipeline": bare,
+        "bare_http": http,
     }
     parameters = {"rate": rate, "seconds": seconds, "operation": "PATCH price + GET ?min_version, 50 products",
-                  "bare_pipeline": "product UPDATE + outbox INSERT + NOTIFY; relay with confirms; versioned upsert"}
-    return parameters, results, _figure(per_command, total, bare)
+                  "bare_pipeline": "product UPDATE + outbox INSERT + NOTIFY; relay with confirms; versioned upsert",
+                  "bare_http": "GET of a small JSON document from Flask on waitress, 2 per command"}
+    return parameters, results, _figure(per_command, total, bare, http)

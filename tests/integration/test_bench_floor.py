@@ -1,10 +1,12 @@
-"""The bare pipeline that the benchmarks set beside the stack loses and doubles nothing, and
-leaves nothing behind on the servers."""
+"""The floor the benchmarks set beside the stack: the bare pipeline loses and doubles nothing and
+leaves nothing behind on the servers; the bare HTTP server answers every request and stops."""
 
 import pika.exceptions
+import psutil
 import psycopg
 import pytest
 
+from cqrs_demo.bench import bare_http
 from cqrs_demo.bench.bare_pipeline import PRODUCTS, BareServers, libpq_url
 from cqrs_demo.connections import amqp_connection, mongo_client
 
@@ -39,3 +41,13 @@ def test_the_bare_pipeline_removes_its_tables_queue_and_documents(settings):
     channel = amqp_connection(settings).channel()
     with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
         channel.queue_declare(f"{settings.namespace}.bare", passive=True)
+
+
+def test_the_bare_http_request_is_measured_on_both_sides_and_its_server_stopped():
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    result = bare_http.measure(rate=100, seconds=0.3)
+
+    assert result["requests"] == 30
+    assert result["cpu_ms_per_request"]["server"] > 0
+    assert result["cpu_ms_per_request"]["client"] > 0
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
