@@ -93,6 +93,11 @@ def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS
     return engine
 
 
+def libpq_url(settings: Settings) -> str:
+    """The database URL as psycopg itself takes it, without SQLAlchemy's driver name."""
+    return make_url(settings.database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def write_engine(settings: Settings, **kwargs) -> Engine:
     """An engine whose unqualified tables live in the namespace's own schema."""
     engine = ping_when_idle(sa.create_engine(settings.database_url, **kwargs))

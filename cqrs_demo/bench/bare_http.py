@@ -9,17 +9,17 @@ The server runs as `python -m cqrs_demo.bench.bare_http PORT`.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 
 import psutil
 from flask import Flask, jsonify
 
-from cqrs_demo import web
+from cqrs_demo import config, web
 from cqrs_demo.bench.process_cost import measure_while, tree
 from cqrs_demo.lab.client import KeepAliveTransport
 from cqrs_demo.polling import wait_until
+from cqrs_demo.runtime import processes
 from cqrs_demo.runtime.ports import free_port
 
 
@@ -36,11 +36,14 @@ def create_app() -> Flask:
 def measure(rate: float, seconds: float) -> dict:
     """Requests at `rate` for `seconds`: CPU ms per request of the server and of the client."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "cqrs_demo.bench.bare_http", str(port)])
+    log_path = config.from_environment().run_dir / "bench_bare" / "http.log"
+    server = processes.start("bare-http", [sys.executable, "-m", "cqrs_demo.bench.bare_http", str(port)], log_path)
     client, url = KeepAliveTransport(), f"http://127.0.0.1:{port}/api/products/1"
     requests = int(rate * seconds)
 
     def answers() -> bool:
+        if not server.alive():
+            raise RuntimeError(f"the bare HTTP server exited; see {log_path}")
         try:
             return client.request("GET", url).status_code == 200
         except OSError:
@@ -56,8 +59,7 @@ def measure(rate: float, seconds: float) -> dict:
         wait_until(answers, 20, interval=0.1, what="the bare HTTP server")
         footprints, _ = measure_while({"server": lambda: tree(server.pid), "client": lambda: [psutil.Process()]}, send)
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
     per_request = {name: round(f.cpu_seconds * 1000 / requests, 3) for name, f in footprints.items()}
     return {"rate": rate, "requests": requests, "cpu_ms_per_request": per_request,
             "total_cpu_ms_per_request": round(sum(per_request.values()), 3)}

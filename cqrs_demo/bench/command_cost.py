@@ -17,8 +17,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import psutil
 
-from cqrs_demo.bench import bare_http
-from cqrs_demo.bench.bare_pipeline import BareServers
+from cqrs_demo.bench import bare_http, bare_pipeline
 from cqrs_demo.bench.process_cost import by_name, measure_while, postgres_backends, tree
 from cqrs_demo.bench.record import percentiles
 from cqrs_demo.consistency import wait_until_equal
@@ -77,8 +76,7 @@ def cpu_per_command(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
         converged = wait_until_equal(stack.engine, stack.read_db, 60)["equal"]
     finally:
         stack.stop()
-    with BareServers() as servers:
-        bare = servers.measure(rate, seconds)
+    bare = bare_pipeline.measure(rate, seconds)
     http = bare_http.measure(2 * rate, seconds)
     ok = frame[frame["status"] < 300]
     per_command = {name: round(f.cpu_seconds * 1000 / commands, 3) for name, f in footprints.items()}

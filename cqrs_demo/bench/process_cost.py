@@ -18,7 +18,6 @@ import psutil
 import sqlalchemy as sa
 
 MB = 1024 * 1024
-POSTGRES_PORT = 5432
 
 T = TypeVar("T")
 
@@ -140,7 +139,7 @@ def _client_ports(pids: Iterable[int], server_port: int) -> set[int]:
 
 def postgres_backends(engine: sa.Engine, pids: Iterable[int]) -> list[psutil.Process]:
     """The PostgreSQL backends serving these processes' connections (matched by their client ports)."""
-    ports = _client_ports(pids, POSTGRES_PORT)
+    ports = _client_ports(pids, engine.url.port or 5432)
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT pid, client_port FROM pg_stat_activity WHERE client_port IS NOT NULL")).all()
     return alive(pid for pid, port in rows if port in ports)

@@ -19,7 +19,7 @@ import pandas as pd
 import requests
 import sqlalchemy as sa
 
-from cqrs_demo.bench.bare_pipeline import BareServers
+from cqrs_demo.bench import bare_pipeline
 from cqrs_demo.bench.classroom import classroom
 from cqrs_demo.bench.command_cost import cpu_per_command
 from cqrs_demo.bench.links import first_command_after_idle, relay_takeover
@@ -227,8 +227,7 @@ def lag_at_rate(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
             finally:
                 stack.stop()
         default, logged = runs
-        with BareServers() as servers:
-            bare = servers.measure(rate, seconds)
+        bare = bare_pipeline.measure(rate, seconds)
         results[f"{rate}/s"] = {**default, "hops_median_ms": logged.pop("hops_median_ms"),
                                 "with_application_log": logged, "bare_pipeline": bare}
     return {"rates": rates, "seconds": seconds, "operation": "PATCH price, 50 products"}, results, \
