@@ -63,7 +63,8 @@ def _figure(per_command: dict[str, float], total: float, bare: dict, http: dict)
 
 
 def cpu_per_command(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
-    """The stack's CPU per command; then, on the same servers, the bare pipeline's per event."""
+    """The stack's CPU per command; then, on the same servers, its floor: the bare pipeline per
+    event and the bare HTTP request."""
     rate, seconds = 50, (5 if quick else 20)
     commands = int(rate * seconds)
     stack = LabStack(namespace="bench_cpu").start()
