@@ -10,6 +10,8 @@ from pathlib import Path
 from cqrs_demo.course.definition import REHEARSAL_VARIABLE
 
 STUDENT_VARIABLE = "CQRS_STUDENT"
+TEST_DATABASE_VARIABLE = "CQRS_TEST_DATABASE_URL"
+TEST_DATABASE = "cqrs_test"
 _session_student: str | None = None
 
 
@@ -24,6 +26,13 @@ def pytest_configure(config):
     if not os.environ.get(STUDENT_VARIABLE):
         _session_student = f"test {getpass.getuser()} {uuid.uuid4().hex[:6]}"
         os.environ[STUDENT_VARIABLE] = _session_student
+    # The tests' own database, beside the class's: named here, so that the clean-up at the end of
+    # the session knows it too (the chaos runs register class stacks in it).
+    if not os.environ.get(TEST_DATABASE_VARIABLE):
+        from cqrs_demo.config import from_environment
+
+        url = from_environment().database_url
+        os.environ[TEST_DATABASE_VARIABLE] = url.rsplit("/", 1)[0] + "/" + TEST_DATABASE
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -37,10 +46,12 @@ def pytest_sessionfinish(session, exitstatus):
     from cqrs_demo import config
     from cqrs_demo.classroom.reset import reset
 
-    try:
-        report = reset(config.from_environment(), _session_student, progress=True)
-    except Exception as exc:  # the servers may be what failed the session; say so, do not mask it
-        print(f"\nclass stacks of {_session_student!r} not removed: {exc!r}")
-        return
-    if report.skipped:
-        print(f"\nclass stacks of {_session_student!r} still running, not removed: {report.skipped}")
+    environment = config.from_environment()
+    for settings in (environment, environment.with_(database_url=os.environ[TEST_DATABASE_VARIABLE])):
+        try:
+            report = reset(settings, _session_student, progress=True)
+        except Exception as exc:  # the servers may be what failed the session; say so, do not mask it
+            print(f"\nclass stacks of {_session_student!r} not removed: {exc!r}")
+            continue
+        if report.skipped:
+            print(f"\nclass stacks of {_session_student!r} still running, not removed: {report.skipped}")

@@ -17,16 +17,12 @@ import pytest
 from cqrs_demo.config import Settings, from_environment
 from support import Background, remove_namespace
 
-TEST_DATABASE = "cqrs_test"
-
 
 @pytest.fixture(scope="session")
 def base_settings(tmp_path_factory) -> Settings:
-    settings = from_environment()
-    url = settings.database_url.rsplit("/", 1)[0] + "/" + TEST_DATABASE
-    if "CQRS_TEST_DATABASE_URL" in os.environ:
-        url = os.environ["CQRS_TEST_DATABASE_URL"]
-    return settings.with_(database_url=url, run_dir=tmp_path_factory.mktemp("run"))
+    # The root conftest names the tests' database (CQRS_TEST_DATABASE_URL).
+    return from_environment().with_(database_url=os.environ["CQRS_TEST_DATABASE_URL"],
+                                    run_dir=tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="session")
