@@ -45,10 +45,13 @@ def pytest_sessionfinish(session, exitstatus):
         return
     from cqrs_demo import config
     from cqrs_demo.classroom.reset import reset
+    from cqrs_demo.connections import database_exists
 
     environment = config.from_environment()
     for settings in (environment, environment.with_(database_url=os.environ[TEST_DATABASE_VARIABLE])):
         try:
+            if not database_exists(settings.database_url):
+                continue  # no stack of the session ran against it
             report = reset(settings, _session_student, progress=True)
         except Exception as exc:  # the servers may be what failed the session; say so, do not mask it
             print(f"\nclass stacks of {_session_student!r} not removed: {exc!r}")

@@ -25,21 +25,32 @@ from sqlalchemy.pool import NullPool
 from cqrs_demo.config import Settings
 
 
+def database_exists(database_url: str) -> bool:
+    """Whether the PostgreSQL database named in the URL exists (asked of the server's `postgres`)."""
+    return _on_server(database_url, lambda conn, name: bool(
+        conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name})))
+
+
 def ensure_database(database_url: str) -> None:
     """Create the PostgreSQL database named in the URL if it does not exist yet."""
+
+    def create(conn, name: str) -> None:
+        if conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}):
+            return
+        try:
+            conn.execute(sa.text(f"CREATE DATABASE {conn.dialect.identifier_preparer.quote(name)}"))
+        except sa.exc.ProgrammingError:
+            pass  # another process created it between our check and our CREATE
+
+    _on_server(database_url, create)
+
+
+def _on_server(database_url: str, work):
     url = make_url(database_url)
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            exists = conn.scalar(
-                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
-            )
-            if not exists:
-                quoted = conn.dialect.identifier_preparer.quote(url.database)
-                try:
-                    conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
-                except sa.exc.ProgrammingError:
-                    pass  # another process created it between our check and our CREATE
+            return work(conn, url.database)
     finally:
         admin.dispose()
 
