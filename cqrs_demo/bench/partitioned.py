@@ -5,8 +5,8 @@ active consumer per partition), in one run.
 For each layout one stack is started; for each number of projectors its projector is paused,
 the events are written and published (so they all wait in the queues), then that many projector
 processes start at once and the clock runs until the status record has counted every event.
-Per configuration: events/s (from the first application), gap retries (events handed back
-because their predecessor was not applied yet), and CPU seconds of the projector processes per
+Per configuration: events/s (from the first application), gap retries (tries of an event whose
+predecessor was not applied yet), and CPU seconds of the projector processes per
 1,000 events. A configuration that has not caught up after `LIMIT_SECONDS` is reported as not
 finished, with how far it got.
 """
@@ -121,7 +121,7 @@ def partitioned_catchup(quick: bool = False) -> tuple[dict, dict, plt.Figure]:
     gaps.set_xlabel("projector processes")
     gaps.set_ylabel("gap retries")
     gaps.set_yscale("symlog")
-    gaps.set_title("Events handed back")
+    gaps.set_title("Gap retries")
     for ax in (rate, gaps):
         ax.set_xticks(counts)
         ax.legend()

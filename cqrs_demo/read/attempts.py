@@ -2,14 +2,14 @@
 
 An event is dead-lettered after `poison_attempts` tries, however many projectors share the queue
 and however the tries ended. A try ends one of three ways:
-- *cleanly*: the event was applied, found a duplicate, parked, or handed back to the queue on
-  purpose (a gap: its predecessor is not applied yet). A gap is not a failed try;
+- *cleanly*: the event was applied, found a duplicate, parked, or kept back on purpose (a gap:
+  its predecessor is not applied yet; see `kept_gaps`). A gap is not a failed try;
 - *failed*: applying it raised (a payload that does not fit the contract);
 - *uncleanly*: the process died, or lost its connection, with the event in hand. The broker
   then redelivers it, flagged `redelivered`.
 
-So each event that is handed back on purpose gets a record here marked `open: false` before
-it is requeued, and a redelivery is judged by its record: none, or one still `open`, means the
+So each event kept back as a gap gets a record here marked `open: false` when it is first
+kept (it may go back to the queue later, or the projector holding it may die), and a redelivery is judged by its record: none, or one still `open`, means the
 previous try ended uncleanly, a *crash*. A redelivered event is `open` while it is being tried
 again, so a crash during that try is seen the same way. A clean try sets `crashes` back to 0
 (only consecutive crashes point at the event); `failures` only ever grow. The record is deleted
@@ -20,7 +20,7 @@ suspicion of a crash is tried *alone* (see `Projector`): the innocent ones in th
 complete cleanly and only the event that kills the process again accumulates crashes.
 
 RabbitMQ's quorum queues count deliveries too (`x-delivery-limit`), but on RabbitMQ 3.10 every
-requeue counts, gaps included; two projectors on one queue requeue gaps all the time.
+requeue counts, gaps handed back included.
 """
 
 from __future__ import annotations
@@ -62,13 +62,16 @@ def judge(db, event_ids: list[str]) -> dict[str, Judgement]:
     return verdicts
 
 
-def begin(db, event_id: str) -> None:
-    """A suspect's try, alone, begins: if the process dies now, the record says so."""
-    db[ATTEMPTS].update_one({"_id": event_id}, {"$set": {"open": True}}, upsert=True)
+def begin(db, event_ids: list[str]) -> None:
+    """A try of each begins (a suspect's alone, or a kept gap's again): if the process dies now,
+    the record says so."""
+    if event_ids:
+        db[ATTEMPTS].bulk_write([UpdateOne({"_id": e}, {"$set": {"open": True}}, upsert=True)
+                                 for e in dict.fromkeys(event_ids)], ordered=False)
 
 
 def handed_back(db, event_ids: list[str]) -> None:
-    """These tries ended cleanly and the events go back to the queue (gaps)."""
+    """These tries ended cleanly: the events wait for their predecessor, in hand or in the queue."""
     if event_ids:
         db[ATTEMPTS].bulk_write(
             [UpdateOne({"_id": e}, {"$set": {"open": False, "crashes": 0}}, upsert=True) for e in dict.fromkeys(event_ids)],

@@ -28,6 +28,7 @@ class Delivery:
     event: Event | None = None
     unreadable: MalformedEvent | None = None
     channel: Any = None  # the channel it came on, where it is acknowledged
+    kept_since: float | None = None  # when it was first kept in hand as a gap (`kept_gaps`)
 
     @property
     def stream(self) -> StreamRef | None:

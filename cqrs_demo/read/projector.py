@@ -4,8 +4,8 @@ It consumes from a durable queue with manual acknowledgements and a prefetch win
 whatever has arrived as one batch (see `batch`). A message is acknowledged only after its effect
 is in MongoDB (or it proved a duplicate), so a crash at any point redelivers it, and the version
 check in `versioned` makes the redelivery harmless. An event that arrives before its predecessor
-(possible with two projectors sharing the queue) is returned to the queue and retried, never
-skipped.
+(possible with two projectors sharing the queue) is kept in hand and tried again with the next
+batch, never skipped (`kept_gaps`).
 
 What cannot be applied is set aside without breaking its product's order:
 - an event that keeps failing, or kills whoever applies it, is dead-lettered after
@@ -50,6 +50,7 @@ from cqrs_demo.read import attempts, audit, notices, partition_status, poison, p
 from cqrs_demo.read.audit import APPLICATIONS
 from cqrs_demo.read.batch import project_batch
 from cqrs_demo.read.delivery import Delivery, read_delivery
+from cqrs_demo.read.kept_gaps import KeptGaps
 from cqrs_demo.read.partition_balance import PartitionBalance, new_consumer_id
 from cqrs_demo.read.upcasting import UPCASTERS, UnknownSchemaVersion, Upcasters
 from cqrs_demo.read.versioned import Outcome
@@ -77,6 +78,7 @@ class Projector:
         self.db = Following(self.client[settings.mongo_database], refresh_seconds=REFRESH_SECONDS)
         self.counts: dict[str, int] = {}
         self._pending: list = []
+        self._kept = KeptGaps()  # gaps, tried again every `gap_retry_delay` until their predecessor is in
         self._stop = threading.Event()
         self._next_tick = 0.0
         self.consumer_id = new_consumer_id()
@@ -216,21 +218,34 @@ class Projector:
                 suspects.append(delivery)
                 suspected_streams.add(delivery.stream.key)
             elif delivery.stream.key in suspected_streams:
-                # Behind a suspect of its own stream: applied before it, it would only be a gap,
-                # handed back, and (while its product stays busy) make the next ones gaps too.
+                # Behind a suspect of its own stream: applied before it, it would only be a gap.
                 followers.append(delivery)
             else:
                 batch.append(delivery)
-        self._apply_and_settle(batch)
+        batch, untried = self._kept.take(batch)
+        attempts.begin(self.db, [d.event_id for d in batch if d.kept_since is not None])
+        gaps = self._apply_and_settle(batch)
         # Redelivered after a crash: each alone, so a crash during its try is its own.
         for suspect in suspects:
-            attempts.begin(self.db, suspect.event_id)
-            self._apply_and_settle([suspect])
-        self._apply_and_settle(followers)
+            attempts.begin(self.db, [suspect.event_id])
+            gaps += self._apply_and_settle([suspect])
+        gaps += self._apply_and_settle(followers)
+        self._keep(gaps, untried)
 
-    def _apply_and_settle(self, deliveries: list[Delivery]) -> None:
+    def _keep(self, gaps: list[Delivery], untried: list[Delivery]) -> None:
+        """Keep gaps in hand; hand back to the queue those kept too long."""
+        first_time = self._kept.keep(gaps + untried)
+        # Each try that found a gap ended cleanly, and one kept but not tried has not begun: should
+        # this process die with them in hand, their redelivery is not a crash of theirs.
+        attempts.handed_back(self.db, [d.event_id for d in gaps + first_time])
+        for delivery in self._kept.expired():
+            if delivery.channel.is_open:
+                delivery.channel.basic_nack(delivery.method.delivery_tag, requeue=True)
+
+    def _apply_and_settle(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Apply, acknowledge what is done, retry what failed; the gaps, still in hand."""
         if not deliveries:
-            return
+            return []
         results = self._apply_all(deliveries)
         # Waiting readers first: the documents are written, and the status can follow.
         self._announce([(d.event, r) for d, r in zip(deliveries, results)])
@@ -241,10 +256,10 @@ class Projector:
                 if isinstance(result, MalformedEvent):
                     self._count("dead_lettered")
                     log.error("event %s failed and is gone (auto-ack): %s", delivery.event_id, result)
-            return
-        gaps = any(result is Outcome.GAP for result in results)
-        held = poison.held(self.db, [d.stream.key for d in deliveries]) if gaps or self._holds_seen else set()
-        retry, handed_back, done, to_settle = [], [], [], set()
+            return []
+        any_gap = any(result is Outcome.GAP for result in results)
+        held = poison.held(self.db, [d.stream.key for d in deliveries]) if any_gap or self._holds_seen else set()
+        retry, gaps, done, to_settle = [], [], [], set()
         for delivery, result in zip(deliveries, results):
             key = delivery.stream.key
             if isinstance(result, MalformedEvent):
@@ -258,23 +273,22 @@ class Projector:
                     if delivery.stream.aggregate_version <= poison.read_version(self.db, key) + 1:
                         to_settle.add(key)
                     continue
-                handed_back.append(delivery.event_id)
-                retry.append(delivery)
+                gaps.append(delivery)
                 continue
             delivery.channel.basic_ack(delivery.method.delivery_tag)
             done.append(delivery.event_id)
             if key in held:
                 to_settle.add(key)
-        attempts.handed_back(self.db, handed_back)
-        attempts.settled(self.db, [d.event_id for d in deliveries if d.redelivered and d.event_id in done])
+        attempts.settled(self.db, [d.event_id for d in deliveries
+                                   if (d.redelivered or d.kept_since is not None) and d.event_id in done])
         if retry:
-            # Give whatever they wait for (a predecessor on another projector, a transient
-            # failure) a moment, once for the whole batch, then hand them back to the queue.
+            # Give a transient failure a moment, once for the whole batch, then hand them back.
             self._stop.wait(self.gap_retry_delay)
             for delivery in retry:
                 delivery.channel.basic_nack(delivery.method.delivery_tag, requeue=True)
         for key in sorted(to_settle):
             self._settle(key)
+        return gaps
 
     def _failed(self, delivery: Delivery, exc: Exception) -> list[Delivery]:
         """Deliveries to retry: this one, until it has had its `poison_attempts` tries."""
@@ -396,7 +410,7 @@ class Projector:
     def _subscribe(self, connection, partition: int) -> None:
         """Consume a partition on a channel of its own; if already consuming it, go to the back of its line.
 
-        Called with no delivery in hand. Going to the back is closing the partition's channel
+        Called between batches. Going to the back is closing the partition's channel
         and opening another: the broker requeues what that channel had unacknowledged in the same
         step as it makes the next consumer active, so the next one receives the partition's events
         in order. (A cancel would not: deliveries already under way would be requeued after the
@@ -430,7 +444,8 @@ class Projector:
         settled = False
         while not stop.is_set():
             connection = None
-            self._pending = []  # deliveries of a lost connection are redelivered by the broker
+            # deliveries of a lost connection are redelivered by the broker
+            self._pending, self._kept = [], KeptGaps()
             try:
                 if not settled:
                     self.settle_held_streams()
@@ -445,8 +460,9 @@ class Projector:
                 backoff.reset()
                 while not stop.is_set():
                     raise_if_closed(connection)
-                    connection.process_data_events(time_limit=0.2)
-                    if self._pending:
+                    # With gaps in hand, they are tried again a moment later, new deliveries or not.
+                    connection.process_data_events(time_limit=self.gap_retry_delay if self._kept else 0.2)
+                    if self._pending or self._kept:
                         connection.process_data_events(time_limit=0)  # whatever else has arrived
                         self._flush()
                     self._tick(connection, control)

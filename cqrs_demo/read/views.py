@@ -156,7 +156,7 @@ class PartitionStatus(BaseModel):
     watermark: Count = Field(description="outbox position of the newest event applied from it")
     lag_ms: float | None = Field(description="commit-to-apply time of its last batch, ms")
     applied: Count
-    gaps: Count = Field(description="events handed back because their predecessor was not applied yet")
+    gaps: Count = Field(description="tries of an event whose predecessor was not applied yet (it is tried again)")
 
 
 class ProjectionStatus(BaseModel):

@@ -81,8 +81,8 @@ def test_four_partitions_three_projectors_killed_and_restarted(partitioned, writ
         # then in a burst now and then, not at every handover: 0 to 6 in most runs on a 2-core
         # machine, 33 to 62 in about one run in three (of ~990 events). A handover that put events
         # back out of order would make them for every event in flight at each of this test's
-        # handovers; two projectors on one queue make hundreds here, and tens of thousands in a
-        # catch-up (benchmarks/results/partitioned_catchup.json).
+        # handovers; two projectors on one queue make thousands in a catch-up
+        # (benchmarks/results/partitioned_catchup.json).
         gaps = (read_db[projection.STATUS].find_one({"_id": "projector"}) or {}).get("gaps", 0)
         assert gaps <= counts["distinct"] // 8, gaps
         # Every partition was worked, and the status names a live consumer for each.
