@@ -51,14 +51,13 @@ class KeptGaps:
             later += run[cut:]
         return now, later
 
-    def keep(self, deliveries: list[Delivery]) -> list[Delivery]:
-        """Keep these in hand; the ones kept for the first time."""
+    def keep(self, deliveries: list[Delivery]) -> None:
+        """Keep these in hand, each since the first time it was kept."""
         now = time.monotonic()
-        first_time = [d for d in deliveries if d.kept_since is None]
-        for delivery in first_time:
-            delivery.kept_since = now
+        for delivery in deliveries:
+            if delivery.kept_since is None:
+                delivery.kept_since = now
         self._kept += deliveries
-        return first_time
 
     def expired(self) -> list[Delivery]:
         """Take out the deliveries kept longer than `keep_seconds`: they go back to the queue."""

@@ -223,6 +223,8 @@ class Projector:
             else:
                 batch.append(delivery)
         batch, untried = self._kept.take(batch)
+        # Not tried in this flush: should the process die in it, they are not to blame.
+        attempts.handed_back(self.db, [d.event_id for d in untried if d.kept_since is None])
         attempts.begin(self.db, [d.event_id for d in batch if d.kept_since is not None])
         gaps = self._apply_and_settle(batch)
         # Redelivered after a crash: each alone, so a crash during its try is its own.
@@ -230,14 +232,11 @@ class Projector:
             attempts.begin(self.db, [suspect.event_id])
             gaps += self._apply_and_settle([suspect])
         gaps += self._apply_and_settle(followers)
-        self._keep(gaps, untried)
+        self._keep(gaps + untried)
 
-    def _keep(self, gaps: list[Delivery], untried: list[Delivery]) -> None:
+    def _keep(self, deliveries: list[Delivery]) -> None:
         """Keep gaps in hand; hand back to the queue those kept too long."""
-        first_time = self._kept.keep(gaps + untried)
-        # Each try that found a gap ended cleanly, and one kept but not tried has not begun: should
-        # this process die with them in hand, their redelivery is not a crash of theirs.
-        attempts.handed_back(self.db, [d.event_id for d in gaps + first_time])
+        self._kept.keep(deliveries)
         for delivery in self._kept.expired():
             if delivery.channel.is_open:
                 delivery.channel.basic_nack(delivery.method.delivery_tag, requeue=True)
@@ -279,6 +278,9 @@ class Projector:
             done.append(delivery.event_id)
             if key in held:
                 to_settle.add(key)
+        # A try that found a gap ended cleanly, recorded before anything else in the flush is
+        # tried: should the process die with them in hand, their redelivery is not a crash of theirs.
+        attempts.handed_back(self.db, [d.event_id for d in gaps])
         attempts.settled(self.db, [d.event_id for d in deliveries
                                    if (d.redelivered or d.kept_since is not None) and d.event_id in done])
         if retry:
