@@ -5,8 +5,8 @@ version 7 while the other is still applying 6. Handed back to the queue at once,
 front of it and is dealt again to either projector, and so is every later event of the product:
 each round trip is another try for all of them, the tries grow with the backlog, and the pair
 falls behind a load that one projector keeps up with. Kept in hand instead, an event is tried
-again with the projector's next batch, a moment later, and only the first kept event of each
-product is tried: the later ones cannot apply before it.
+again with the projector's next batch, a moment later, and of each product only the versions
+that follow on from the lowest one in hand are tried: the ones above a hole cannot apply yet.
 
 An event kept longer than `KEEP_SECONDS` goes back to the queue after all. Its predecessor may be
 one the broker cannot deliver, with every projector's window full of later events.
