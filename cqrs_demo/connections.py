@@ -27,15 +27,14 @@ from cqrs_demo.config import Settings
 
 def database_exists(database_url: str) -> bool:
     """Whether the PostgreSQL database named in the URL exists (asked of the server's `postgres`)."""
-    return _on_server(database_url, lambda conn, name: bool(
-        conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name})))
+    return _on_server(database_url, _exists)
 
 
 def ensure_database(database_url: str) -> None:
     """Create the PostgreSQL database named in the URL if it does not exist yet."""
 
     def create(conn, name: str) -> None:
-        if conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}):
+        if _exists(conn, name):
             return
         try:
             conn.execute(sa.text(f"CREATE DATABASE {conn.dialect.identifier_preparer.quote(name)}"))
@@ -43,6 +42,10 @@ def ensure_database(database_url: str) -> None:
             pass  # another process created it between our check and our CREATE
 
     _on_server(database_url, create)
+
+
+def _exists(conn, name: str) -> bool:
+    return bool(conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}))
 
 
 def _on_server(database_url: str, work):

@@ -9,8 +9,9 @@ and however the tries ended. A try ends one of three ways:
   then redelivers it, flagged `redelivered`.
 
 So each event kept back as a gap gets a record here marked `open: false` when it is first
-kept (it may go back to the queue later, or the projector holding it may die), and a redelivery is judged by its record: none, or one still `open`, means the
-previous try ended uncleanly, a *crash*. A redelivered event is `open` while it is being tried
+kept (it may go back to the queue later, or the projector holding it may die), and a
+redelivery is judged by its record: none, or one still `open`, means the previous try ended
+uncleanly, a *crash*. A redelivered event is `open` while it is being tried
 again, so a crash during that try is seen the same way. A clean try sets `crashes` back to 0
 (only consecutive crashes point at the event); `failures` only ever grow. The record is deleted
 once the event is settled for good (applied, duplicate, parked or dead-lettered).

@@ -36,7 +36,7 @@ class KeptGaps:
         everything above its first hole waits. A channel closed meanwhile took its deliveries
         with it: the broker puts them back in the queue.
         """
-        in_hand = [d for d in self._kept if d.channel is None or d.channel.is_open] + arrived
+        in_hand = [d for d in self._kept if d.channel.is_open] + arrived
         self._kept = []
         streams: dict[str, list[Delivery]] = {}
         for delivery in in_hand:
